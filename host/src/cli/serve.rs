@@ -1,0 +1,77 @@
+//! `crostini-host serve`: the listeners, with every received call printed as one JSON line.
+
+use anyhow::Context;
+use clap::Args;
+use crostini_common::signals::{StopSignal, StopSignals};
+use crostini_common::Address;
+
+use crate::server::{
+    HostConfig, RunningHost, DEFAULT_CONTAINER_LISTENER, DEFAULT_TREMPLIN_LISTENER,
+};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where garcon reports (garcon's --host-address).
+    #[arg(long, default_value = DEFAULT_CONTAINER_LISTENER)]
+    pub container_listen: Address,
+    /// Where tremplin reports (tremplin's --host-address).
+    #[arg(long, default_value = DEFAULT_TREMPLIN_LISTENER)]
+    pub tremplin_listen: Address,
+    /// Do not serve ContainerListener.
+    #[arg(long)]
+    pub no_container_listener: bool,
+    /// Do not serve TremplinListener.
+    #[arg(long)]
+    pub no_tremplin_listener: bool,
+    /// Accept ContainerReady for this container token: CONTAINER=TOKEN (repeatable).
+    #[arg(long = "token", value_name = "CONTAINER=TOKEN", value_parser = parse_token)]
+    pub tokens: Vec<(String, String)>,
+    /// Name of the VM that unix and tcp peers belong to.
+    #[arg(long, default_value = "termina")]
+    pub vm_name: String,
+}
+
+fn parse_token(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, t)) if !c.is_empty() && !t.is_empty() => Ok((c.to_string(), t.to_string())),
+        _ => Err(format!("{s:?} is not CONTAINER=TOKEN")),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install(&[StopSignal::Term, StopSignal::Int])
+        .context("installing signal handlers")?;
+    let config = HostConfig {
+        container_listener: (!args.no_container_listener).then(|| args.container_listen.clone()),
+        tremplin_listener: (!args.no_tremplin_listener).then(|| args.tremplin_listen.clone()),
+        vm_name: args.vm_name.clone(),
+    };
+    let host = RunningHost::start(config)
+        .await
+        .context("starting the listeners")?;
+    for (container, token) in &args.tokens {
+        host.register_container(token, container);
+    }
+    if let Some(a) = host.container_listener_address() {
+        eprintln!("ContainerListener on {a}");
+    }
+    if let Some(a) = host.tremplin_listener_address() {
+        eprintln!("TremplinListener on {a}");
+    }
+    let mut feed = host.state.events.subscribe();
+    loop {
+        tokio::select! {
+            event = feed.recv() => match event {
+                Ok(event) => println!("{}", event.to_json_line()),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("(missed {n} events)"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            signal = signals.recv() => {
+                eprintln!("{signal}: stopping");
+                break;
+            }
+        }
+    }
+    host.shutdown().await;
+    Ok(())
+}

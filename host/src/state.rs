@@ -1,0 +1,95 @@
+//! State shared by both listener services: registry, event log, rate limits, scripted failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crostini_common::Peer;
+use tonic::{Response, Status};
+
+use crate::events::{EventLog, Payload};
+use crate::rate_limit::{Clock, FixedWindow, SystemClock};
+use crate::registry::Registry;
+
+/// OpenUrl and OpenTerminal share one fixed window: 10 calls per 15 s (garcon-host §6.2).
+pub const URL_TERMINAL_LIMIT: (u32, Duration) = (10, Duration::from_secs(15));
+/// ReportMetrics: 40 requests per 60 s per VM (garcon-host §13).
+pub const METRICS_LIMIT: (u32, Duration) = (40, Duration::from_secs(60));
+
+pub struct HostState {
+    pub registry: Registry,
+    pub events: EventLog,
+    pub url_terminal_limiter: FixedWindow,
+    pub metrics_limiter: FixedWindow,
+    scripted_failures: Mutex<HashMap<String, VecDeque<Status>>>,
+    /// What SelectFile answers (Chrome's file picker stands here).
+    pub select_file_answer: Mutex<Vec<String>>,
+}
+
+impl HostState {
+    pub fn new(vm_name: &str) -> Self {
+        Self::with_clock(vm_name, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(vm_name: &str, clock: Arc<dyn Clock>) -> Self {
+        HostState {
+            registry: Registry::new(vm_name),
+            events: EventLog::default(),
+            url_terminal_limiter: FixedWindow::new(
+                URL_TERMINAL_LIMIT.0,
+                URL_TERMINAL_LIMIT.1,
+                clock.clone(),
+            ),
+            metrics_limiter: FixedWindow::new(METRICS_LIMIT.0, METRICS_LIMIT.1, clock),
+            scripted_failures: Mutex::new(HashMap::new()),
+            select_file_answer: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes the next call of `rpc` (wire name) fail with `status`, after its checks ran.
+    pub fn fail_next(&self, rpc: &str, status: Status) {
+        self.scripted_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(rpc.to_string())
+            .or_default()
+            .push_back(status);
+    }
+
+    fn take_scripted_failure(&self, rpc: &str) -> Option<Status> {
+        self.scripted_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(rpc)
+            .and_then(VecDeque::pop_front)
+    }
+
+    /// Records the call and turns the checks' verdict into the reply.
+    pub fn answer<T>(
+        &self,
+        peer: &Peer,
+        payload: Payload,
+        verdict: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let verdict = match self.take_scripted_failure(payload.rpc()) {
+            Some(status) => Err(status),
+            None => verdict,
+        };
+        let summary = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.events.record(describe_peer(peer), payload, &summary);
+        verdict.map(Response::new)
+    }
+}
+
+pub fn describe_peer(peer: &Peer) -> String {
+    match peer {
+        Peer::Vsock { cid, port } => format!("vsock:{cid}:{port}"),
+        Peer::Unix { uid, pid } => format!(
+            "unix:uid={},pid={}",
+            uid.map_or("?".into(), |u| u.to_string()),
+            pid.map_or("?".into(), |p| p.to_string())
+        ),
+        Peer::Tcp(addr) => format!("tcp:{addr}"),
+        Peer::Unknown => "unknown".to_string(),
+    }
+}
