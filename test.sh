@@ -23,5 +23,8 @@ cargo build --workspace --bins
 step "starting LXD (adopted if it already runs)"
 tests/lxd/ensure-lxd.sh
 
+step "building the test container image (cached between runs)"
+tests/lxd/build-image.sh
+
 step "running the tests"
 cargo nextest run --workspace --no-fail-fast
