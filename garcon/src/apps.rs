@@ -1,0 +1,399 @@
+//! The application list (garcon-host §4.2-§4.6): scan the application directories, parse,
+//! de-duplicate by desktop-file ID (before filtering), filter, look up `package_id`, and map to
+//! the proto `Application`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crostini_proto::container::application::{
+    locale_strings::StringsWithLocale, localized_string::StringWithLocale, LocaleStrings,
+    LocalizedString,
+};
+use crostini_proto::container::Application;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+
+use crate::desktop::{desktop_file_id, has_desktop_extension, DesktopEntry};
+
+/// The desktop environment garcon pretends to be for `OnlyShowIn` / `NotShowIn`.
+pub const DESKTOP_NAME: &str = "GNOME";
+
+/// Environment the filter depends on (passed explicitly so tests need no global state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterContext {
+    /// garcon's `PATH`, used for relative `TryExec`; `None` = unset (such entries are dropped).
+    pub path_env: Option<OsString>,
+}
+
+impl FilterContext {
+    /// Uses the process's `PATH`.
+    pub fn from_env() -> Self {
+        Self {
+            path_env: std::env::var_os("PATH"),
+        }
+    }
+}
+
+/// One parsed desktop file that won its ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppEntry {
+    /// The file as found while scanning (absolute if the application dir is).
+    pub path: PathBuf,
+    /// Derived from `path` (garcon-service §4.6).
+    pub desktop_file_id: String,
+    /// The parsed entry.
+    pub entry: DesktopEntry,
+}
+
+/// Result of one scan (§4.2 steps 1-5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanResult {
+    /// Entries that pass the filter, in scan order.
+    pub apps: Vec<AppEntry>,
+    /// Every non-zero `X-Steam-AppID` of any parsed file (before de-duplication, §4.8).
+    pub steam_app_ids: BTreeSet<u64>,
+}
+
+/// Scans `application_dirs` in order (each `<data dir>/applications`), see garcon-host §4.2.
+///
+/// Missing or unreadable directories are skipped; files that fail to parse are skipped with a
+/// warning and do not claim their ID; the first parsed file for an ID wins even when it is then
+/// filtered out.
+pub fn scan(application_dirs: &[PathBuf], filter: &FilterContext) -> ScanResult {
+    let mut result = ScanResult::default();
+    let mut claimed: HashSet<String> = HashSet::new();
+    for root in application_dirs {
+        for path in desktop_files_under(root) {
+            let entry = match DesktopEntry::from_file(&path) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    tracing::warn!("skipping desktop file: {err}");
+                    continue;
+                }
+            };
+            if entry.steam_app_id != 0 {
+                result.steam_app_ids.insert(entry.steam_app_id);
+            }
+            let id = desktop_file_id(&path);
+            if !claimed.insert(id.clone()) {
+                continue;
+            }
+            if should_pass_to_host(&entry, filter) {
+                result.apps.push(AppEntry {
+                    path,
+                    desktop_file_id: id,
+                    entry,
+                });
+            }
+        }
+    }
+    result
+}
+
+/// All regular files (after following symlinks) under `root` whose name ends in `.desktop`,
+/// recursively, including dot-files. A directory's files come before its subdirectories'
+/// (Chromium `FileEnumerator` order); each directory (by device and inode) is entered once,
+/// which guards against symlink loops.
+pub fn desktop_files_under(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut visited: HashSet<(u64, u64)> = HashSet::new();
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {
+            visited.insert((meta.dev(), meta.ino()));
+        }
+        _ => return files,
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let reader = match std::fs::read_dir(&dir) {
+            Ok(reader) => reader,
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), "cannot list application directory: {err}");
+                continue;
+            }
+        };
+        for item in reader.flatten() {
+            let path = item.path();
+            let Ok(file_type) = item.file_type() else {
+                continue;
+            };
+            if file_type.is_file() {
+                if has_desktop_extension(&path) {
+                    files.push(path);
+                }
+                continue;
+            }
+            if !file_type.is_dir() && !file_type.is_symlink() {
+                continue;
+            }
+            // Directories and symlinks: follow; dangling links are skipped.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if visited.insert((meta.dev(), meta.ino())) {
+                    pending.push(path);
+                }
+            } else if meta.is_file() && has_desktop_extension(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// The filter of garcon-host §4.5 ("should pass to host").
+pub fn should_pass_to_host(entry: &DesktopEntry, filter: &FilterContext) -> bool {
+    if entry.entry_type != "Application" || entry.hidden || entry.exec.is_empty() {
+        return false;
+    }
+    if entry.no_display && entry.mime_types.is_empty() {
+        return false;
+    }
+    if entry.categories.iter().any(|c| c == "Settings") {
+        return false;
+    }
+    if !entry.only_show_in.is_empty() && !entry.only_show_in.iter().any(|d| d == DESKTOP_NAME) {
+        return false;
+    }
+    if entry.not_show_in.iter().any(|d| d == DESKTOP_NAME) {
+        return false;
+    }
+    entry.try_exec.is_empty() || try_exec_found(&entry.try_exec, filter.path_env.as_deref())
+}
+
+/// `TryExec`: an absolute path must exist with the owner-execute bit; a relative name must be
+/// found that way in some `PATH` entry; no `PATH` means not found.
+fn try_exec_found(try_exec: &str, path_env: Option<&std::ffi::OsStr>) -> bool {
+    let owner_executable =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o100 != 0);
+    let candidate = Path::new(try_exec);
+    if candidate.is_absolute() {
+        return owner_executable(candidate);
+    }
+    path_env.is_some_and(|paths| {
+        std::env::split_paths(paths).any(|dir| owner_executable(&dir.join(candidate)))
+    })
+}
+
+/// Base name of argv[0] of `Exec` expanded with no files (garcon-host §4.3), or `""` when the
+/// expansion is empty or the name is not ASCII.
+pub fn executable_file_name(entry: &DesktopEntry, desktop_file: &Path) -> String {
+    let Some(argv0) = exec_argv0(entry, desktop_file) else {
+        return String::new();
+    };
+    let name = base_name(&argv0);
+    if name.is_ascii() {
+        name.to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Chromium `FilePath::BaseName`: trailing separators are ignored (`my/path/` -> `path`); a
+/// path of only separators is `/`.
+fn base_name(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if path.is_empty() { "" } else { "/" };
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
+}
+
+/// The first argument of the Exec expansion of garcon-service §5.1.3 with an empty file list.
+fn exec_argv0(entry: &DesktopEntry, desktop_file: &Path) -> Option<String> {
+    let mut arg = String::new();
+    let mut in_quotes = false;
+    let mut escape_next = false;
+    let mut field_code_next = false;
+    // Returns Some(argument) as soon as the first argument is complete.
+    for c in entry.exec.chars() {
+        if escape_next {
+            arg.push(c);
+            escape_next = false;
+        } else if c == '"' {
+            if in_quotes && !arg.is_empty() {
+                return Some(arg);
+            }
+            in_quotes = !in_quotes;
+        } else if in_quotes {
+            if c == '\\' {
+                escape_next = true;
+            } else {
+                arg.push(c);
+            }
+        } else if field_code_next {
+            field_code_next = false;
+            match c {
+                '%' => arg.push('%'),
+                'F' | 'U' if !arg.is_empty() => return Some(arg),
+                'i' if !arg.is_empty() => return Some(arg),
+                'i' if !entry.icon.is_empty() => return Some("--icon".to_owned()),
+                'c' => arg.push_str(entry.unlocalized_name()),
+                'k' => arg.push_str(&desktop_file.to_string_lossy()),
+                // %f %u append the (absent) first file; others are dropped.
+                _ => {}
+            }
+        } else if c == ' ' {
+            if !arg.is_empty() {
+                return Some(arg);
+            }
+        } else if c == '%' {
+            field_code_next = true;
+        } else {
+            arg.push(c);
+        }
+    }
+    (!arg.is_empty()).then_some(arg)
+}
+
+/// Maps a scanned entry to the proto `Application` (garcon-host §4.3). Localized values are
+/// in locale order with `""` first; empty localized groups are left unset, as upstream.
+pub fn to_application(app: &AppEntry, package_id: String) -> Application {
+    let e = &app.entry;
+    let localized = |map: &std::collections::BTreeMap<String, String>| {
+        (!map.is_empty()).then(|| LocalizedString {
+            values: map
+                .iter()
+                .map(|(locale, value)| StringWithLocale {
+                    locale: locale.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        })
+    };
+    let keywords = (!e.keywords.is_empty()).then(|| LocaleStrings {
+        values: e
+            .keywords
+            .iter()
+            .map(|(locale, value)| StringsWithLocale {
+                locale: locale.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    });
+    Application {
+        desktop_file_id: app.desktop_file_id.clone(),
+        name: localized(&e.name),
+        comment: localized(&e.comment),
+        mime_types: e.mime_types.clone(),
+        no_display: e.no_display,
+        startup_wm_class: e.startup_wm_class.clone(),
+        startup_notify: e.startup_notify,
+        package_id,
+        keywords,
+        executable_file_name: executable_file_name(e, &app.path),
+        extensions: Vec::new(),
+        exec: e.exec.clone(),
+        terminal: e.terminal,
+    }
+}
+
+/// Looks up the PackageKit package id owning a desktop file (garcon-host §4.6).
+///
+/// Implemented by the PackageKit module; any `Fn(&Path) -> Option<String>` works for tests.
+/// `None` (not owned, error, timeout) becomes an empty `package_id`.
+pub trait PackageIdLookup: Send + Sync {
+    /// The package id (`name;version;arch;data`) owning `desktop_file`, if any.
+    fn package_id<'a>(&'a self, desktop_file: &'a Path) -> BoxFuture<'a, Option<String>>;
+}
+
+impl<F> PackageIdLookup for F
+where
+    F: Fn(&Path) -> Option<String> + Send + Sync,
+{
+    fn package_id<'a>(&'a self, desktop_file: &'a Path) -> BoxFuture<'a, Option<String>> {
+        let id = self(desktop_file);
+        Box::pin(async move { id })
+    }
+}
+
+/// A lookup that never finds a package (PackageKit unavailable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPackageLookup;
+
+impl PackageIdLookup for NoPackageLookup {
+    fn package_id<'a>(&'a self, _desktop_file: &'a Path) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+}
+
+/// How one full build looks up package ids.
+#[derive(Clone)]
+pub struct PackageLookupConfig {
+    /// The lookup.
+    pub lookup: Arc<dyn PackageIdLookup>,
+    /// Lookups in flight at once (upstream: 1; garcon-host §4.6 allows bounded parallelism).
+    pub concurrency: usize,
+    /// Per-lookup cap; a lookup that takes longer yields an empty package_id.
+    pub timeout: Duration,
+}
+
+impl Default for PackageLookupConfig {
+    fn default() -> Self {
+        Self {
+            lookup: Arc::new(NoPackageLookup),
+            concurrency: 4,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Debug for PackageLookupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackageLookupConfig")
+            .field("concurrency", &self.concurrency)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps scanned entries to `Application`s with package ids, preserving scan order.
+pub async fn with_package_ids(apps: &[AppEntry], config: &PackageLookupConfig) -> Vec<Application> {
+    let lookups: Vec<BoxFuture<'_, Application>> = apps
+        .iter()
+        .map(|app| Box::pin(lookup_one(app, config)) as BoxFuture<'_, Application>)
+        .collect();
+    futures::stream::iter(lookups)
+        .buffered(config.concurrency.max(1))
+        .collect()
+        .await
+}
+
+async fn lookup_one(app: &AppEntry, config: &PackageLookupConfig) -> Application {
+    let lookup = config.lookup.package_id(&app.path);
+    let package_id = match tokio::time::timeout(config.timeout, lookup).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(_) => {
+            tracing::warn!(path = %app.path.display(), "package id lookup timed out");
+            String::new()
+        }
+    };
+    to_application(app, package_id)
+}
+
+/// A build that could not produce a list (the previous list should stay in effect).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The blocking scan task panicked or was cancelled.
+    #[error("application directory scan task failed: {0}")]
+    ScanTask(#[from] tokio::task::JoinError),
+}
+
+/// One full build: scan (on a blocking thread), then look up package ids.
+pub async fn build_application_list(
+    application_dirs: Vec<PathBuf>,
+    filter: FilterContext,
+    packages: &PackageLookupConfig,
+) -> Result<(Vec<Application>, BTreeSet<u64>), BuildError> {
+    let scanned = tokio::task::spawn_blocking(move || scan(&application_dirs, &filter)).await?;
+    let apps = with_package_ids(&scanned.apps, packages).await;
+    Ok((apps, scanned.steam_app_ids))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,749 @@
+//! Package operations behind GetLinuxPackageInfo, InstallLinuxPackage and
+//! UninstallPackageOwningFile (garcon-service §5.5-5.7), and the app list's package ids
+//! (garcon-host §4.6).
+//!
+//! * Requests are validated first ([`InfoRequest::validate`], [`InstallRequest::validate`],
+//!   [`UninstallRequest::validate`]); a [`RequestError`] is the rpc's `INVALID_ARGUMENT`.
+//! * Installs and uninstalls share one process-wide busy flag ([`BusyFlag`]): set atomically when
+//!   an operation starts, cleared when its PackageKit transaction is torn down (after `Finished`,
+//!   the daemon's death, or the transaction watchdog) — also if the task panics, since the flag is
+//!   an RAII guard.
+//! * Progress goes to a [`ProgressSink`] (the host client) in order, through a queue, so a slow
+//!   host never stalls the D-Bus side.
+//!
+//! No gRPC types here; `service::packages` translates.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crostini_packagekit::{
+    Completion, InstallNotice, InstallPhase, InstallSource, PackageDetails, PackageIdCache,
+    PackageKit, RemoveNotice, Timeouts,
+};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::apps::{NoPackageLookup, PackageIdLookup};
+use crate::desktop::{find_file_for_desktop_id, XdgDirs};
+use crate::state::GarconState;
+
+/// How long GetLinuxPackageInfo waits for PackageKit (§5.5 step 5).
+pub const INFO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one uncached app-list package-id lookup may take.
+pub const PACKAGE_ID_LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Reply text for an install refused because an operation is running (§5.6 step 3).
+pub const INSTALL_ALREADY_ACTIVE: &str = "Install or other blocking operation is already active";
+/// Reply text for an uninstall refused because an operation is running (§5.7 step 3).
+pub const UNINSTALL_BLOCKED: &str = "Uninstall or other blocking operation is already active";
+/// `failure_reason` of GetLinuxPackageInfo when PackageKit did not answer in time.
+pub const INFO_TIMEOUT_TEXT: &str = "Timeout";
+
+/// A malformed request: the rpc answers `INVALID_ARGUMENT` with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// GetLinuxPackageInfo with neither field.
+    #[error("file_path and package_name cannot both be empty")]
+    InfoWithoutTarget,
+    /// InstallLinuxPackage with neither field.
+    #[error("file_path and package_id cannot both be empty")]
+    InstallWithoutTarget,
+    /// `file_path` names nothing.
+    #[error("file_path does not exist")]
+    FileMissing,
+    /// UninstallPackageOwningFile with an empty id.
+    #[error("missing desktop_file_id")]
+    MissingDesktopFileId,
+    /// No desktop file has that id.
+    #[error("desktop_file_id does not exist")]
+    UnknownDesktopFileId,
+}
+
+/// Absolute form of a request path (relative paths resolve against garcon's cwd, §5.5), checked
+/// for existence.
+async fn existing_file(file_path: &str) -> Result<PathBuf, RequestError> {
+    let path = std::path::absolute(file_path).map_err(|_| RequestError::FileMissing)?;
+    match tokio::fs::try_exists(&path).await {
+        Ok(true) => Ok(path),
+        _ => Err(RequestError::FileMissing),
+    }
+}
+
+/// What GetLinuxPackageInfo asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfoRequest {
+    /// A local package file (absolute path; `file_path` wins when both are set).
+    File(PathBuf),
+    /// A package name to resolve.
+    PackageName(String),
+}
+
+impl InfoRequest {
+    /// §5.5 steps 1-2.
+    pub async fn validate(file_path: &str, package_name: &str) -> Result<Self, RequestError> {
+        if !file_path.is_empty() {
+            Ok(Self::File(existing_file(file_path).await?))
+        } else if !package_name.is_empty() {
+            Ok(Self::PackageName(package_name.to_owned()))
+        } else {
+            Err(RequestError::InfoWithoutTarget)
+        }
+    }
+}
+
+/// What InstallLinuxPackage installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallRequest {
+    /// A local package file (absolute path; `file_path` wins when both are set).
+    File(PathBuf),
+    /// A package id.
+    PackageId(String),
+}
+
+impl InstallRequest {
+    /// §5.6 steps 1-2 (before the busy check).
+    pub async fn validate(file_path: &str, package_id: &str) -> Result<Self, RequestError> {
+        if !file_path.is_empty() {
+            Ok(Self::File(existing_file(file_path).await?))
+        } else if !package_id.is_empty() {
+            Ok(Self::PackageId(package_id.to_owned()))
+        } else {
+            Err(RequestError::InstallWithoutTarget)
+        }
+    }
+}
+
+/// The desktop file whose owning package UninstallPackageOwningFile removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UninstallRequest {
+    /// The desktop file found for the id.
+    pub desktop_file: PathBuf,
+}
+
+impl UninstallRequest {
+    /// §5.7 steps 1-2: the id must be non-empty and name a desktop file (lookup §4.7).
+    pub async fn validate(desktop_file_id: &str, xdg: &XdgDirs) -> Result<Self, RequestError> {
+        if desktop_file_id.is_empty() {
+            return Err(RequestError::MissingDesktopFileId);
+        }
+        let id = desktop_file_id.to_owned();
+        let dirs = xdg.application_dirs();
+        let found = tokio::task::spawn_blocking(move || find_file_for_desktop_id(&id, &dirs))
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(%err, "desktop file lookup task failed");
+                None
+            });
+        found
+            .map(|desktop_file| Self { desktop_file })
+            .ok_or(RequestError::UnknownDesktopFileId)
+    }
+}
+
+/// InstallLinuxPackageProgress status (wire values in `service::packages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallStatus {
+    /// Terminal: PackageKit finished with exit 1.
+    Succeeded,
+    /// Terminal: error, failed exit, or general error.
+    Failed,
+    /// PackageKit status DOWNLOAD.
+    Downloading,
+    /// PackageKit status INSTALL.
+    Installing,
+}
+
+/// One InstallLinuxPackageProgress message (the token is the host client's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallProgress {
+    /// Status.
+    pub status: InstallStatus,
+    /// 0..=100; 0 on terminal messages.
+    pub percent: u32,
+    /// Terminal messages only: `"Exit Code: <n>"` or the error text.
+    pub failure_details: String,
+    /// The request's `command_uuid`, echoed verbatim (may be empty).
+    pub command_uuid: String,
+}
+
+/// UninstallPackageProgress status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UninstallStatus {
+    /// Terminal: removed.
+    Succeeded,
+    /// Terminal: not removed.
+    Failed,
+    /// PackageKit status REMOVE.
+    Uninstalling,
+}
+
+/// One UninstallPackageProgress message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UninstallProgress {
+    /// Status.
+    pub status: UninstallStatus,
+    /// 0..=100; 0 on terminal messages.
+    pub percent: u32,
+    /// Failed only: why.
+    pub failure_details: String,
+}
+
+/// Where progress goes (the host's ContainerListener in production; `HostClient` implements it in
+/// `service::packages`). Delivery failures are the sink's to log; they never stop an operation.
+pub trait ProgressSink: Send + Sync {
+    /// Sends one InstallLinuxPackageProgress.
+    fn install_progress(&self, progress: InstallProgress) -> BoxFuture<'_, ()>;
+    /// Sends one UninstallPackageProgress.
+    fn uninstall_progress(&self, progress: UninstallProgress) -> BoxFuture<'_, ()>;
+}
+
+/// The process-wide "blocking operation active" flag shared by installs and uninstalls.
+#[derive(Debug, Clone, Default)]
+pub struct BusyFlag(Arc<AtomicBool>);
+
+/// Holds the [`BusyFlag`] set; dropping it clears the flag.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<AtomicBool>);
+
+impl BusyFlag {
+    /// Sets the flag if it is clear (atomic test-and-set).
+    pub fn try_acquire(&self) -> Option<BusyGuard> {
+        self.0
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| BusyGuard(self.0.clone()))
+    }
+
+    /// Whether an install or uninstall is running.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Whether InstallLinuxPackage started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallStart {
+    /// Running; progress follows.
+    Started,
+    /// Another install or uninstall is running ([`INSTALL_ALREADY_ACTIVE`]).
+    AlreadyActive,
+}
+
+/// Whether UninstallPackageOwningFile started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UninstallStart {
+    /// Running; progress follows.
+    Started,
+    /// Another install or uninstall is running ([`UNINSTALL_BLOCKED`]).
+    Blocked,
+}
+
+/// The package operations of one garcon process.
+pub struct Packages {
+    packagekit: PackageKit,
+    sink: Arc<dyn ProgressSink>,
+    busy: BusyFlag,
+    info_timeout: Duration,
+    owners: Arc<PackageIdCache>,
+    xdg: XdgDirs,
+}
+
+impl std::fmt::Debug for Packages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packages")
+            .field("packagekit", &self.packagekit)
+            .field("busy", &self.busy.is_set())
+            .field("info_timeout", &self.info_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Packages {
+    /// Operations on `packagekit`, reporting progress to `sink`.
+    pub fn new(packagekit: PackageKit, sink: Arc<dyn ProgressSink>) -> Self {
+        let owners = Arc::new(PackageIdCache::new(
+            packagekit.clone(),
+            PACKAGE_ID_LOOKUP_TIMEOUT,
+        ));
+        Self {
+            packagekit,
+            sink,
+            busy: BusyFlag::default(),
+            info_timeout: INFO_TIMEOUT,
+            owners,
+            xdg: XdgDirs::from_env(),
+        }
+    }
+
+    /// Overrides where desktop file ids are looked up (default: the process environment).
+    pub fn with_xdg(mut self, xdg: XdgDirs) -> Self {
+        self.xdg = xdg;
+        self
+    }
+
+    /// Where desktop file ids are looked up.
+    pub fn xdg(&self) -> &XdgDirs {
+        &self.xdg
+    }
+
+    /// Overrides the GetLinuxPackageInfo wait (tests).
+    pub fn with_info_timeout(mut self, timeout: Duration) -> Self {
+        self.info_timeout = timeout;
+        self
+    }
+
+    /// The shared busy flag.
+    pub fn busy(&self) -> &BusyFlag {
+        &self.busy
+    }
+
+    /// The PackageKit client.
+    pub fn packagekit(&self) -> &PackageKit {
+        &self.packagekit
+    }
+
+    /// Cached desktop-file → package-id lookups for the app list (garcon-host §4.6); cleared
+    /// whenever an install or uninstall ends.
+    pub fn package_id_lookup(&self) -> Arc<dyn PackageIdLookup> {
+        Arc::new(CachedPackageIds(self.owners.clone()))
+    }
+
+    /// The cache behind [`Self::package_id_lookup`].
+    pub fn package_id_cache(&self) -> &Arc<PackageIdCache> {
+        &self.owners
+    }
+
+    /// GetLinuxPackageInfo (§5.5 steps 2-6): details, or the in-band failure reason. Waits at
+    /// most the info timeout (then `"Timeout"`; the late result is discarded).
+    pub async fn info(&self, request: &InfoRequest) -> Result<PackageDetails, String> {
+        let work = async {
+            match request {
+                InfoRequest::File(path) => match path.to_str() {
+                    Some(file) => self
+                        .packagekit
+                        .details_local(file)
+                        .await
+                        .map_err(|f| f.to_string()),
+                    None => Err(format!("file_path {} is not valid UTF-8", path.display())),
+                },
+                InfoRequest::PackageName(name) => self.info_for_name(name).await,
+            }
+        };
+        tokio::time::timeout(self.info_timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(INFO_TIMEOUT_TEXT.to_owned()))
+    }
+
+    async fn info_for_name(&self, name: &str) -> Result<PackageDetails, String> {
+        match self.packagekit.resolve(name).await {
+            Err(failure) => Err(format!(
+                "GetLinuxPackageInfoFromPackageName failed at resolve package name step: {failure}"
+            )),
+            Ok(None) => Err(format!(
+                "GetLinuxPackageInfoFromPackageName failed to resolve: {name} into a package_id"
+            )),
+            Ok(Some(package_id)) => self
+                .packagekit
+                .details(&package_id)
+                .await
+                .map_err(|f| f.to_string()),
+        }
+    }
+
+    /// InstallLinuxPackage (§5.6 steps 3-8): starts the install in the background unless an
+    /// operation is running. Progress and exactly one terminal message go to the sink.
+    pub fn install(&self, request: InstallRequest, command_uuid: String) -> InstallStart {
+        let Some(guard) = self.busy.try_acquire() else {
+            return InstallStart::AlreadyActive;
+        };
+        let packagekit = self.packagekit.clone();
+        let sink = self.sink.clone();
+        let owners = self.owners.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let forwarder = tokio::spawn(forward(rx, sink));
+            let file;
+            let source = match &request {
+                InstallRequest::File(path) => {
+                    file = path.to_string_lossy().into_owned();
+                    InstallSource::File(&file)
+                }
+                InstallRequest::PackageId(id) => InstallSource::PackageId(id),
+            };
+            tracing::info!(?request, command_uuid, "install started");
+            packagekit
+                .install(source, |notice| {
+                    let progress = install_progress(notice, &command_uuid);
+                    if matches!(
+                        progress.status,
+                        InstallStatus::Succeeded | InstallStatus::Failed
+                    ) {
+                        tracing::info!(?progress, "install completed");
+                    }
+                    let _ = tx.send(progress);
+                })
+                .await;
+            // Transaction torn down: the next operation may start while the last messages are
+            // still being delivered (in order) to the host.
+            owners.clear();
+            drop(guard);
+            drop(tx);
+            if let Err(err) = forwarder.await {
+                tracing::error!(%err, "install progress forwarder failed");
+            }
+        });
+        InstallStart::Started
+    }
+
+    /// UninstallPackageOwningFile (§5.7 steps 3-6): finds the package owning the desktop file
+    /// and removes it in the background unless an operation is running.
+    pub fn uninstall(&self, request: UninstallRequest) -> UninstallStart {
+        let Some(guard) = self.busy.try_acquire() else {
+            return UninstallStart::Blocked;
+        };
+        let packagekit = self.packagekit.clone();
+        let sink = self.sink.clone();
+        let owners = self.owners.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let forwarder = tokio::spawn(forward(rx, sink));
+            let path = request.desktop_file.to_string_lossy().into_owned();
+            tracing::info!(path, "uninstall started");
+            packagekit
+                .remove_owner_of(&path, |notice| {
+                    let progress = uninstall_progress(notice);
+                    if progress.status != UninstallStatus::Uninstalling {
+                        tracing::info!(?progress, "uninstall completed");
+                    }
+                    let _ = tx.send(progress);
+                })
+                .await;
+            owners.clear();
+            drop(guard);
+            drop(tx);
+            if let Err(err) = forwarder.await {
+                tracing::error!(%err, "uninstall progress forwarder failed");
+            }
+        });
+        UninstallStart::Started
+    }
+}
+
+/// A progress message that knows which sink method carries it.
+trait Deliver: Send + 'static {
+    fn deliver(self, sink: &dyn ProgressSink) -> BoxFuture<'_, ()>;
+}
+
+impl Deliver for InstallProgress {
+    fn deliver(self, sink: &dyn ProgressSink) -> BoxFuture<'_, ()> {
+        sink.install_progress(self)
+    }
+}
+
+impl Deliver for UninstallProgress {
+    fn deliver(self, sink: &dyn ProgressSink) -> BoxFuture<'_, ()> {
+        sink.uninstall_progress(self)
+    }
+}
+
+/// The garcon process's [`Packages`], kept in [`GarconState::extension`]. Startup (or a test) may
+/// [`PackagesSlot::set`] one; otherwise the first use builds it from the state's system bus
+/// connection and host client.
+#[derive(Debug, Default)]
+pub struct PackagesSlot(tokio::sync::OnceCell<Arc<Packages>>);
+
+impl PackagesSlot {
+    /// Installs `packages` unless the slot is already filled (then it is handed back).
+    pub fn set(&self, packages: Arc<Packages>) -> Result<(), Arc<Packages>> {
+        self.0.set(packages).map_err(|err| match err {
+            tokio::sync::SetError::AlreadyInitializedError(p)
+            | tokio::sync::SetError::InitializingError(p) => p,
+        })
+    }
+}
+
+/// The process's [`Packages`], or why PackageKit cannot be used (no system bus connection).
+pub async fn packages_for(state: &GarconState) -> Result<Arc<Packages>, String> {
+    let slot = state.extension::<PackagesSlot>();
+    slot.0
+        .get_or_try_init(|| async {
+            let conn = state.system_bus().ok_or_else(|| {
+                "PackageKit unavailable: no D-Bus system bus connection".to_owned()
+            })?;
+            let packagekit = PackageKit::with_connection(conn, Timeouts::default())
+                .await
+                .map_err(|err| format!("PackageKit unavailable: cannot create its proxy: {err}"))?;
+            Ok::<_, String>(Arc::new(Packages::new(
+                packagekit,
+                Arc::new(state.host.clone()),
+            )))
+        })
+        .await
+        .cloned()
+}
+
+/// The app list's package-id lookup: cached PackageKit lookups, or no package ids at all when
+/// there is no system bus (garcon-host §18: the list is still sent).
+pub async fn package_id_lookup_for(state: &GarconState) -> Arc<dyn PackageIdLookup> {
+    match packages_for(state).await {
+        Ok(packages) => packages.package_id_lookup(),
+        Err(reason) => {
+            tracing::warn!(reason, "app list goes without package ids");
+            Arc::new(NoPackageLookup)
+        }
+    }
+}
+
+/// Delivers queued progress to the sink one message at a time, in order.
+async fn forward<P: Deliver>(mut rx: mpsc::UnboundedReceiver<P>, sink: Arc<dyn ProgressSink>) {
+    while let Some(progress) = rx.recv().await {
+        progress.deliver(sink.as_ref()).await;
+    }
+}
+
+/// The host message for one install notice (§5.6 steps 6-7).
+pub fn install_progress(notice: InstallNotice, command_uuid: &str) -> InstallProgress {
+    let (status, percent, failure_details) = match notice {
+        InstallNotice::Progress {
+            phase: InstallPhase::Downloading,
+            percent,
+        } => (InstallStatus::Downloading, percent, String::new()),
+        InstallNotice::Progress {
+            phase: InstallPhase::Installing,
+            percent,
+        } => (InstallStatus::Installing, percent, String::new()),
+        InstallNotice::Completed(Completion::Succeeded { details }) => {
+            (InstallStatus::Succeeded, 0, details)
+        }
+        InstallNotice::Completed(Completion::Failed { details }) => {
+            (InstallStatus::Failed, 0, details)
+        }
+    };
+    InstallProgress {
+        status,
+        percent,
+        failure_details,
+        command_uuid: command_uuid.to_owned(),
+    }
+}
+
+/// The host message for one removal notice (§5.7 step 5; details only on failure).
+pub fn uninstall_progress(notice: RemoveNotice) -> UninstallProgress {
+    let (status, percent, failure_details) = match notice {
+        RemoveNotice::Uninstalling { percent } => {
+            (UninstallStatus::Uninstalling, percent, String::new())
+        }
+        RemoveNotice::Completed(Completion::Succeeded { .. }) => {
+            (UninstallStatus::Succeeded, 0, String::new())
+        }
+        RemoveNotice::Completed(Completion::Failed { details }) => {
+            (UninstallStatus::Failed, 0, details)
+        }
+    };
+    UninstallProgress {
+        status,
+        percent,
+        failure_details,
+    }
+}
+
+/// [`PackageIdLookup`] over the shared cache.
+struct CachedPackageIds(Arc<PackageIdCache>);
+
+impl PackageIdLookup for CachedPackageIds {
+    fn package_id<'a>(&'a self, desktop_file: &'a Path) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.0.package_id(desktop_file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_flag_admits_one_holder_at_a_time() {
+        let flag = BusyFlag::default();
+        let guard = flag.try_acquire().expect("first acquire");
+        assert!(flag.is_set());
+        assert!(
+            flag.clone().try_acquire().is_none(),
+            "a clone shares the flag"
+        );
+        drop(guard);
+        assert!(!flag.is_set());
+        assert!(flag.try_acquire().is_some());
+    }
+
+    #[test]
+    fn busy_flag_is_cleared_when_the_holder_panics() {
+        let flag = BusyFlag::default();
+        let inner = flag.clone();
+        let result = std::thread::spawn(move || {
+            let _guard = inner.try_acquire().expect("acquire");
+            panic!("operation task panicked");
+        })
+        .join();
+        assert!(result.is_err());
+        assert!(!flag.is_set());
+    }
+
+    #[test]
+    fn install_progress_maps_phases_and_echoes_the_uuid() {
+        let downloading = install_progress(
+            InstallNotice::Progress {
+                phase: InstallPhase::Downloading,
+                percent: 0,
+            },
+            "u-1",
+        );
+        assert_eq!(
+            downloading,
+            InstallProgress {
+                status: InstallStatus::Downloading,
+                percent: 0,
+                failure_details: String::new(),
+                command_uuid: "u-1".into(),
+            }
+        );
+        let installing = install_progress(
+            InstallNotice::Progress {
+                phase: InstallPhase::Installing,
+                percent: 80,
+            },
+            "",
+        );
+        assert_eq!(
+            (installing.status, installing.percent),
+            (InstallStatus::Installing, 80)
+        );
+    }
+
+    #[test]
+    fn install_completion_carries_details_both_ways() {
+        let ok = install_progress(
+            InstallNotice::Completed(Completion::Succeeded {
+                details: "Exit Code: 1".into(),
+            }),
+            "u",
+        );
+        assert_eq!(
+            (ok.status, ok.failure_details.as_str()),
+            (InstallStatus::Succeeded, "Exit Code: 1")
+        );
+        let failed = install_progress(
+            InstallNotice::Completed(Completion::Failed {
+                details: "broken".into(),
+            }),
+            "u",
+        );
+        assert_eq!(
+            (failed.status, failed.failure_details.as_str()),
+            (InstallStatus::Failed, "broken")
+        );
+        assert_eq!(failed.command_uuid, "u");
+    }
+
+    #[test]
+    fn uninstall_success_has_no_details() {
+        let ok = uninstall_progress(RemoveNotice::Completed(Completion::Succeeded {
+            details: "ignored".into(),
+        }));
+        assert_eq!(
+            ok,
+            UninstallProgress {
+                status: UninstallStatus::Succeeded,
+                percent: 0,
+                failure_details: String::new()
+            }
+        );
+        let progress = uninstall_progress(RemoveNotice::Uninstalling { percent: 66 });
+        assert_eq!(
+            (progress.status, progress.percent),
+            (UninstallStatus::Uninstalling, 66)
+        );
+    }
+
+    #[tokio::test]
+    async fn validate_rejects_empty_requests() {
+        assert_eq!(
+            InfoRequest::validate("", "").await,
+            Err(RequestError::InfoWithoutTarget)
+        );
+        assert_eq!(
+            InstallRequest::validate("", "").await,
+            Err(RequestError::InstallWithoutTarget)
+        );
+        let xdg = XdgDirs::from_data_dirs(vec![]);
+        assert_eq!(
+            UninstallRequest::validate("", &xdg).await,
+            Err(RequestError::MissingDesktopFileId)
+        );
+    }
+
+    #[tokio::test]
+    async fn validate_rejects_missing_files_before_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.deb");
+        let missing = missing.to_str().unwrap();
+        assert_eq!(
+            InfoRequest::validate(missing, "name").await,
+            Err(RequestError::FileMissing)
+        );
+        assert_eq!(
+            InstallRequest::validate(missing, "id;1;all;x").await,
+            Err(RequestError::FileMissing)
+        );
+    }
+
+    #[tokio::test]
+    async fn validate_prefers_the_file_and_makes_it_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.deb");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            InstallRequest::validate(file.to_str().unwrap(), "id;1;all;x").await,
+            Ok(InstallRequest::File(file.clone()))
+        );
+        assert_eq!(
+            InfoRequest::validate("", "vim").await,
+            Ok(InfoRequest::PackageName("vim".into()))
+        );
+        // Relative paths resolve against the current directory.
+        let relative = InfoRequest::validate("Cargo.toml", "").await.unwrap();
+        assert_eq!(
+            relative,
+            InfoRequest::File(std::env::current_dir().unwrap().join("Cargo.toml"))
+        );
+    }
+
+    #[tokio::test]
+    async fn validate_uninstall_finds_the_desktop_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let apps = dir.path().join("applications/sub");
+        std::fs::create_dir_all(&apps).unwrap();
+        std::fs::write(
+            apps.join("app.desktop"),
+            "[Desktop Entry]\nType=Application\nName=A\n",
+        )
+        .unwrap();
+        let xdg = XdgDirs::from_data_dirs(vec![dir.path().to_owned()]);
+        assert_eq!(
+            UninstallRequest::validate("sub-app", &xdg).await,
+            Ok(UninstallRequest {
+                desktop_file: apps.join("app.desktop")
+            })
+        );
+        assert_eq!(
+            UninstallRequest::validate("other", &xdg).await,
+            Err(RequestError::UnknownDesktopFileId)
+        );
+    }
+}

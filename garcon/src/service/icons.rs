@@ -1,0 +1,46 @@
+//! GetIcon rpc translation (garcon-service §5.2): request -> [`IconService::get_icons`] ->
+//! reply. Always gRPC OK; IDs without an icon are simply absent.
+
+use std::sync::Arc;
+
+use crostini_proto::vm_tools::container::{desktop_icon, DesktopIcon, IconRequest, IconResponse};
+use tonic::Status;
+
+use crate::icons::IconService;
+use crate::state::GarconState;
+
+pub async fn get_icon(
+    state: &Arc<GarconState>,
+    request: IconRequest,
+) -> Result<IconResponse, Status> {
+    // One IconService (and its caches) per garcon process, built from the process environment.
+    get_icon_with(state.extension::<IconService>(), request).await
+}
+
+/// [`get_icon`] against an explicit icon service.
+pub async fn get_icon_with(
+    icons: Arc<IconService>,
+    request: IconRequest,
+) -> Result<IconResponse, Status> {
+    let IconRequest {
+        desktop_file_ids,
+        icon_size,
+        scale,
+    } = request;
+    let found =
+        tokio::task::spawn_blocking(move || icons.get_icons(&desktop_file_ids, icon_size, scale))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "GetIcon worker failed; answering with no icons");
+                Vec::new()
+            });
+    let desktop_icons = found
+        .into_iter()
+        .map(|icon| DesktopIcon {
+            desktop_file_id: icon.desktop_file_id,
+            icon: Arc::try_unwrap(icon.png).unwrap_or_else(|shared| (*shared).clone()),
+            format: desktop_icon::Format::Png as i32,
+        })
+        .collect();
+    Ok(IconResponse { desktop_icons })
+}
