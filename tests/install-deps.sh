@@ -9,6 +9,8 @@ PACKAGES=(
   dbus packagekit polkitd pkexec dpkg-dev
   # MIME database tools for fixtures, sftp-server for garcon
   shared-mime-info openssh-sftp-server
+  # packaging checks
+  lintian
   # misc tools used by test scripts
   python3 curl procps psmisc
 )

@@ -69,6 +69,13 @@ impl ContainerListenerService {
             sftp_port: info.sftp_port,
             garcon_address,
         };
+        if self.state.registry.active(cid, &record.token).is_none() {
+            if let Some(container) = self.state.external_token(&record.token) {
+                self.state
+                    .registry
+                    .add_pending(cid, &record.token, &container);
+            }
+        }
         self.state
             .registry
             .activate(cid, record)

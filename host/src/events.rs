@@ -83,6 +83,48 @@ impl Payload {
         }
     }
 
+    /// The container token the message carries (ContainerListener messages).
+    pub fn token(&self) -> Option<&str> {
+        use Payload::*;
+        Some(match self {
+            ContainerReady(m) => &m.token,
+            ContainerShutdown(m) => &m.token,
+            UpdateApplicationList(m) => &m.token,
+            PendingUpdateApplicationListCalls(m) => &m.token,
+            OpenUrl(m) => &m.token,
+            InstallLinuxPackageProgress(m) => &m.token,
+            UninstallPackageProgress(m) => &m.token,
+            ApplyAnsiblePlaybookProgress(m) => &m.token,
+            OpenTerminal(m) => &m.token,
+            UpdateMimeTypes(m) => &m.token,
+            FileWatchTriggered(m) => &m.token,
+            LowDiskSpaceTriggered(m) => &m.token,
+            SelectFile(m) => &m.token,
+            ReportMetrics(m) => &m.token,
+            InstallShaderCache(m) => &m.token,
+            UninstallShaderCache(m) => &m.token,
+            UnmountShaderCache(m) => &m.token,
+            InhibitScreensaver(m) => &m.token,
+            UninhibitScreensaver(m) => &m.token,
+            _ => return None,
+        })
+    }
+
+    /// The container name a tremplin report carries.
+    pub fn container_name(&self) -> Option<&str> {
+        use Payload::*;
+        Some(match self {
+            UpdateCreateStatus(m) => &m.container_name,
+            UpdateDeletionStatus(m) => &m.container_name,
+            UpdateStartStatus(m) => &m.container_name,
+            UpdateStopStatus(m) => &m.container_name,
+            UpdateExportStatus(m) => &m.container_name,
+            UpdateImportStatus(m) => &m.container_name,
+            TremplinContainerShutdown(m) => &m.container_name,
+            _ => return None,
+        })
+    }
+
     /// Which listener service received it.
     pub fn service(&self) -> &'static str {
         use Payload::*;
@@ -109,6 +151,9 @@ pub struct Event {
     pub unix_ms: u128,
     pub service: &'static str,
     pub peer: String,
+    /// The container the call concerns, when the host can tell (by token or by name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// `OK` or the gRPC code the host answered with.
     pub status: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -156,6 +201,7 @@ impl EventLog {
     pub fn record(
         &self,
         peer: String,
+        container: Option<String>,
         payload: Payload,
         answer: &Result<(), tonic::Status>,
     ) -> Event {
@@ -172,6 +218,7 @@ impl EventLog {
                 .unwrap_or(0),
             service: payload.service(),
             peer,
+            container,
             status,
             status_message,
             payload,

@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod state_dir;
 pub mod tremplin_listener;
 
 pub use events::{Event, Payload};

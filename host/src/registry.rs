@@ -26,6 +26,9 @@ struct Vm {
     name: String,
     pending: HashMap<String, String>,
     active: HashMap<String, ContainerRecord>,
+    /// Every token ever handed out and its container, so that records of calls made with a
+    /// token that is no longer valid still name the container.
+    seen: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,7 @@ impl Registry {
     pub fn add_pending(&self, cid: u32, token: &str, container: &str) {
         if let Some(vm) = self.lock().get_mut(&cid) {
             vm.pending.insert(token.to_string(), container.to_string());
+            vm.seen.insert(token.to_string(), container.to_string());
         }
     }
 
@@ -101,6 +105,13 @@ impl Registry {
             .values()
             .find(|c| c.name == name)
             .cloned()
+    }
+
+    /// The container a token was handed out for, in any VM, whether or not it is still valid.
+    pub fn container_for_token(&self, token: &str) -> Option<String> {
+        self.lock()
+            .values()
+            .find_map(|vm| vm.seen.get(token).cloned())
     }
 
     /// Forgets an active container (ContainerShutdown); returns it.

@@ -24,7 +24,13 @@ pub struct HostState {
     scripted_failures: Mutex<HashMap<String, VecDeque<Status>>>,
     /// What SelectFile answers (Chrome's file picker stands here).
     pub select_file_answer: Mutex<Vec<String>>,
+    /// Consulted for tokens this process did not hand out itself (e.g. tokens recorded in a
+    /// state directory by a one-shot `tremplin start`).
+    pub token_source: Mutex<Option<TokenSource>>,
 }
+
+/// Maps a token to the container it was handed to.
+pub type TokenSource = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl HostState {
     pub fn new(vm_name: &str) -> Self {
@@ -43,7 +49,14 @@ impl HostState {
             metrics_limiter: FixedWindow::new(METRICS_LIMIT.0, METRICS_LIMIT.1, clock),
             scripted_failures: Mutex::new(HashMap::new()),
             select_file_answer: Mutex::new(Vec::new()),
+            token_source: Mutex::new(None),
         }
+    }
+
+    /// The container `token` was handed to by someone else, if the token source knows it.
+    pub fn external_token(&self, token: &str) -> Option<String> {
+        let source = self.token_source.lock().unwrap_or_else(|e| e.into_inner());
+        source.as_ref().and_then(|lookup| lookup(token))
     }
 
     /// Makes the next call of `rpc` (wire name) fail with `status`, after its checks ran.
@@ -76,7 +89,12 @@ impl HostState {
             None => verdict,
         };
         let summary = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.events.record(describe_peer(peer), payload, &summary);
+        let container = match payload.token() {
+            Some(token) => self.registry.container_for_token(token),
+            None => payload.container_name().map(str::to_string),
+        };
+        self.events
+            .record(describe_peer(peer), container, payload, &summary);
         verdict.map(Response::new)
     }
 }

@@ -2,10 +2,13 @@
 
 pub mod garcon;
 pub mod output;
+pub mod reports;
 pub mod serve;
 pub mod tremplin;
 
 use clap::{Parser, Subcommand};
+
+use crate::state_dir::StateDir;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +20,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Directory where `serve` records what it receives; other commands read the app list from
+    /// it and follow progress reports in it.
+    #[arg(long, global = true, env = "CROSTINI_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,9 +39,13 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let state_dir = match &cli.state_dir {
+        Some(dir) => Some(StateDir::open(dir)?),
+        None => None,
+    };
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
-        Command::Tremplin(args) => tremplin::run(args, cli.json).await,
-        Command::Garcon(args) => garcon::run(args, cli.json).await,
+        Command::Serve(args) => serve::run(args, state_dir).await,
+        Command::Tremplin(args) => tremplin::run(args, state_dir.as_ref(), cli.json).await,
+        Command::Garcon(args) => garcon::run(args, state_dir.as_ref(), cli.json).await,
     }
 }

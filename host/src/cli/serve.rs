@@ -8,6 +8,7 @@ use crostini_common::Address;
 use crate::server::{
     HostConfig, RunningHost, DEFAULT_CONTAINER_LISTENER, DEFAULT_TREMPLIN_LISTENER,
 };
+use crate::state_dir::StateDir;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -38,7 +39,7 @@ fn parse_token(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result<()> {
     let mut signals = StopSignals::install(&[StopSignal::Term, StopSignal::Int])
         .context("installing signal handlers")?;
     let config = HostConfig {
@@ -49,6 +50,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let host = RunningHost::start(config)
         .await
         .context("starting the listeners")?;
+    if let Some(dir) = &state_dir {
+        let dir = dir.clone();
+        *host
+            .state
+            .token_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            Some(Box::new(move |token: &str| dir.container_for_token(token)));
+    }
     for (container, token) in &args.tokens {
         host.register_container(token, container);
     }
@@ -62,7 +72,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             event = feed.recv() => match event {
-                Ok(event) => println!("{}", event.to_json_line()),
+                Ok(event) => {
+                    println!("{}", event.to_json_line());
+                    if let Some(dir) = &state_dir {
+                        if let Err(e) = dir.record(&event) {
+                            eprintln!("{e}");
+                        }
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("(missed {n} events)"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },

@@ -11,9 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tonic::transport::Channel;
 
 use super::output::{enum_name, print};
+use super::reports::{about, number, rpc as rpc_name_of, text, Reports};
 use crate::clients::{self, with_deadline, DEFAULT_DEADLINE, LONG_DEADLINE};
-use crate::events::{Event, Payload};
 use crate::server::{HostConfig, RunningHost};
+use crate::state_dir::StateDir;
+use serde_json::Value;
 
 #[derive(Debug, Args)]
 pub struct TremplinArgs {
@@ -136,63 +138,99 @@ pub fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct Session {
-    client: TremplinClient<Channel>,
-    host: Option<RunningHost>,
+/// Follows the reports about `name` from `rpc_name` until one whose status `is_final` says so,
+/// calling `on_progress` for the others.
+async fn follow(
+    reports: &mut Reports,
+    rpc_name: &str,
+    name: &str,
     timeout: Duration,
-}
-
-impl Session {
-    async fn wait_final(
-        &self,
-        from: u64,
-        matches: impl Fn(&Event) -> bool,
-    ) -> anyhow::Result<Option<Event>> {
-        let Some(host) = &self.host else {
-            eprintln!("(no --listen: not waiting for tremplin's final report)");
+    is_final: impl Fn(i32) -> bool,
+    mut on_progress: impl FnMut(&Value),
+) -> anyhow::Result<Option<Value>> {
+    if !reports.is_available() {
+        eprintln!("(no --listen or --state-dir: not waiting for tremplin's final report)");
+        return Ok(None);
+    }
+    loop {
+        let Some(record) = reports
+            .next(|r| about(r, rpc_name, name), timeout)
+            .await
+            .with_context(|| format!("waiting for {rpc_name} about {name}"))?
+        else {
             return Ok(None);
         };
-        let event = host
-            .wait_for_from(from, matches, self.timeout)
-            .await
-            .context("waiting for tremplin's final report")?;
-        Ok(Some(event))
-    }
-
-    fn seq(&self) -> u64 {
-        self.host.as_ref().map_or(0, |h| h.state.events.next_seq())
+        let status = i32::try_from(number(&record, "status")).unwrap_or(-1);
+        if is_final(status) {
+            return Ok(Some(record));
+        }
+        on_progress(&record);
     }
 }
 
-pub async fn run(args: TremplinArgs, json: bool) -> anyhow::Result<()> {
-    let host = match &args.listen {
-        Some(listen) => Some(
-            RunningHost::start(HostConfig {
+/// Prints the final report; an error when its status is not `success`.
+fn final_report<E: TryFrom<i32> + std::fmt::Debug>(
+    json: bool,
+    record: Option<Value>,
+    success: i32,
+) -> anyhow::Result<()> {
+    let Some(record) = record else { return Ok(()) };
+    let status = i32::try_from(number(&record, "status")).unwrap_or(-1);
+    let reason = text(&record, "failure_reason");
+    let name = enum_name::<E>(status);
+    if json {
+        println!("{record}");
+    } else {
+        println!("{}: {name} {reason}", rpc_name_of(&record));
+    }
+    if status != success {
+        bail!("{}: {name}: {reason}", rpc_name_of(&record));
+    }
+    Ok(())
+}
+
+pub async fn run(
+    args: TremplinArgs,
+    state_dir: Option<&StateDir>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut reports = match (&args.listen, state_dir) {
+        (Some(listen), _) => Reports::Listener {
+            host: RunningHost::start(HostConfig {
                 tremplin_listener: Some(listen.clone()),
                 ..HostConfig::default()
             })
             .await
             .with_context(|| format!("serving TremplinListener on {listen}"))?,
-        ),
-        None => None,
+            next_seq: 0,
+        },
+        (None, Some(dir)) => Reports::StateDir(dir.follow()),
+        (None, None) => Reports::Unavailable,
     };
-    let session = Session {
-        client: clients::tremplin(&args.address)?,
-        host,
-        timeout: Duration::from_secs(args.timeout),
-    };
-    let result = call(&session, args.rpc, json).await;
-    if let Some(host) = session.host {
-        host.shutdown().await;
-    }
+    let client = clients::tremplin(&args.address)?;
+    let result = call(
+        client,
+        &mut reports,
+        state_dir,
+        Duration::from_secs(args.timeout),
+        args.rpc,
+        json,
+    )
+    .await;
+    reports.close().await;
     result
 }
 
-async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
-    let mut client = s.client.clone();
+async fn call(
+    mut client: TremplinClient<Channel>,
+    reports: &mut Reports,
+    state_dir: Option<&StateDir>,
+    timeout: Duration,
+    rpc: TremplinRpc,
+    json: bool,
+) -> anyhow::Result<()> {
     match rpc {
         TremplinRpc::StartLxd { reset_db } => {
-            let from = s.seq();
             let reply = client
                 .start_lxd(with_deadline(
                     tp::StartLxdRequest {
@@ -210,21 +248,28 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                     reply.failure_reason
                 )
             });
+            use tp::start_lxd_progress::Status as P;
             use tp::start_lxd_response::Status;
             match reply.status() {
                 Status::AlreadyRunning => Ok(()),
                 Status::Starting => {
-                    let done = s
-                        .wait_final(from, |e| matches!(&e.payload, Payload::UpdateStartLxdStatus(p) if p.status() != tp::start_lxd_progress::Status::Starting && p.status() != tp::start_lxd_progress::Status::Recovering))
-                        .await?;
-                    final_report(json, done, |p| match p {
-                        Payload::UpdateStartLxdStatus(p) => Some((
-                            p.status() == tp::start_lxd_progress::Status::Started,
-                            enum_name::<tp::start_lxd_progress::Status>(p.status),
-                            p.failure_reason.clone(),
-                        )),
-                        _ => None,
-                    })
+                    // StartLxd reports carry no container name.
+                    let done = if reports.is_available() {
+                        reports
+                            .next(
+                                |r| {
+                                    rpc_name_of(r) == "UpdateStartLxdStatus"
+                                        && ![P::Starting as i64, P::Recovering as i64]
+                                            .contains(&number(r, "status"))
+                                },
+                                timeout,
+                            )
+                            .await
+                            .context("waiting for UpdateStartLxdStatus")?
+                    } else {
+                        None
+                    };
+                    final_report::<P>(json, done, P::Started as i32)
                 }
                 _ => bail!("StartLxd failed: {}", reply.failure_reason),
             }
@@ -234,10 +279,8 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
             image_server,
             alias,
         } => {
-            let from = s.seq();
-            let bar =
-                (!json && s.host.is_some()).then(|| progress_bar(&format!("downloading {alias}")));
-            let feed = s.host.as_ref().map(|h| h.state.events.subscribe());
+            let bar = (!json && reports.is_available())
+                .then(|| progress_bar(&format!("downloading {alias}")));
             let reply = client
                 .create_container(with_deadline(
                     tp::CreateContainerRequest {
@@ -251,17 +294,16 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                 .await
                 .context("CreateContainer")?
                 .into_inner();
-            if !json {
-                if let Some(bar) = &bar {
-                    bar.println(format!(
-                        "CreateContainer: {} {}",
-                        enum_name::<tp::create_container_response::Status>(reply.status),
-                        reply.failure_reason
-                    ));
-                }
-            } else {
-                print(json, &reply, String::new);
+            let line = format!(
+                "CreateContainer: {} {}",
+                enum_name::<tp::create_container_response::Status>(reply.status),
+                reply.failure_reason
+            );
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => print(json, &reply, || line),
             }
+            use tp::container_creation_progress::Status as P;
             use tp::create_container_response::Status;
             match reply.status() {
                 Status::Exists => {
@@ -271,29 +313,35 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Status::Creating => {
-                    let follow = follow_progress(feed, bar.clone(), name.clone());
-                    let done = s
-                        .wait_final(from, |e| matches!(&e.payload, Payload::UpdateCreateStatus(p) if p.container_name == name && p.status() != tp::container_creation_progress::Status::Downloading))
-                        .await;
-                    follow.abort();
+                    let done = follow(
+                        reports,
+                        "UpdateCreateStatus",
+                        &name,
+                        timeout,
+                        |s| s != P::Downloading as i32,
+                        |r| {
+                            if let Some(bar) = &bar {
+                                bar.set_position(
+                                    u64::try_from(number(r, "download_progress").clamp(0, 100))
+                                        .unwrap_or(0),
+                                );
+                            }
+                        },
+                    )
+                    .await;
                     if let Some(bar) = &bar {
                         bar.finish_and_clear();
                     }
-                    final_report(json, done?, |p| match p {
-                        Payload::UpdateCreateStatus(p) => Some((
-                            p.status() == tp::container_creation_progress::Status::Created,
-                            enum_name::<tp::container_creation_progress::Status>(p.status),
-                            p.failure_reason.clone(),
-                        )),
-                        _ => None,
-                    })
+                    final_report::<P>(json, done?, P::Created as i32)
                 }
                 _ => bail!("CreateContainer failed: {}", reply.failure_reason),
             }
         }
         TremplinRpc::Start { name, token } => {
-            let from = s.seq();
             let token = token.unwrap_or_else(new_token);
+            if let Some(dir) = state_dir {
+                dir.add_token(&token, &name)?;
+            }
             let reply = client
                 .start_container(with_deadline(
                     tp::StartContainerRequest {
@@ -318,27 +366,26 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                     reply.failure_reason
                 )
             });
+            use tp::container_start_progress::Status as P;
             use tp::start_container_response::Status;
             match reply.status() {
                 Status::Running | Status::Started => Ok(()),
                 Status::Starting | Status::Remapping => {
-                    let done = s
-                        .wait_final(from, |e| matches!(&e.payload, Payload::UpdateStartStatus(p) if p.container_name == name && p.status() != tp::container_start_progress::Status::Starting))
-                        .await?;
-                    final_report(json, done, |p| match p {
-                        Payload::UpdateStartStatus(p) => Some((
-                            p.status() == tp::container_start_progress::Status::Started,
-                            enum_name::<tp::container_start_progress::Status>(p.status),
-                            p.failure_reason.clone(),
-                        )),
-                        _ => None,
-                    })
+                    let done = follow(
+                        reports,
+                        "UpdateStartStatus",
+                        &name,
+                        timeout,
+                        |s| s != P::Starting as i32,
+                        |_| {},
+                    )
+                    .await?;
+                    final_report::<P>(json, done, P::Started as i32)
                 }
                 _ => bail!("StartContainer failed: {}", reply.failure_reason),
             }
         }
         TremplinRpc::Stop { name } => {
-            let from = s.seq();
             let reply = client
                 .stop_container(with_deadline(
                     tp::StopContainerRequest {
@@ -356,27 +403,26 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                     reply.failure_reason
                 )
             });
+            use tp::container_stop_progress::Status as P;
             use tp::stop_container_response::Status;
             match reply.status() {
                 Status::Stopped | Status::DoesNotExist => Ok(()),
                 Status::Stopping => {
-                    let done = s
-                        .wait_final(from, |e| matches!(&e.payload, Payload::UpdateStopStatus(p) if p.container_name == name && p.status() != tp::container_stop_progress::Status::Stopping))
-                        .await?;
-                    final_report(json, done, |p| match p {
-                        Payload::UpdateStopStatus(p) => Some((
-                            p.status() == tp::container_stop_progress::Status::Stopped,
-                            enum_name::<tp::container_stop_progress::Status>(p.status),
-                            p.failure_reason.clone(),
-                        )),
-                        _ => None,
-                    })
+                    let done = follow(
+                        reports,
+                        "UpdateStopStatus",
+                        &name,
+                        timeout,
+                        |s| s != P::Stopping as i32,
+                        |_| {},
+                    )
+                    .await?;
+                    final_report::<P>(json, done, P::Stopped as i32)
                 }
                 _ => bail!("StopContainer failed: {}", reply.failure_reason),
             }
         }
         TremplinRpc::Delete { name } => {
-            let from = s.seq();
             let reply = client
                 .delete_container(with_deadline(
                     tp::DeleteContainerRequest {
@@ -394,21 +440,21 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
                     reply.failure_reason
                 )
             });
+            use tp::container_deletion_progress::Status as P;
             use tp::delete_container_response::Status;
             match reply.status() {
                 Status::DoesNotExist => Ok(()),
                 Status::Deleting => {
-                    let done = s
-                        .wait_final(from, |e| matches!(&e.payload, Payload::UpdateDeletionStatus(p) if p.container_name == name))
-                        .await?;
-                    final_report(json, done, |p| match p {
-                        Payload::UpdateDeletionStatus(p) => Some((
-                            p.status() == tp::container_deletion_progress::Status::Deleted,
-                            enum_name::<tp::container_deletion_progress::Status>(p.status),
-                            p.failure_reason.clone(),
-                        )),
-                        _ => None,
-                    })
+                    let done = follow(
+                        reports,
+                        "UpdateDeletionStatus",
+                        &name,
+                        timeout,
+                        |_| true,
+                        |_| {},
+                    )
+                    .await?;
+                    final_report::<P>(json, done, P::Deleted as i32)
                 }
                 _ => bail!("DeleteContainer failed: {}", reply.failure_reason),
             }
@@ -506,7 +552,6 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
             Ok(())
         }
         TremplinRpc::Export { name, path } => {
-            let from = s.seq();
             let reply = client
                 .export_container(with_deadline(
                     tp::ExportContainerRequest {
@@ -528,25 +573,32 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
             if reply.status() != tp::export_container_response::Status::Exporting {
                 bail!("ExportContainer failed: {}", reply.failure_reason);
             }
-            use tp::container_export_progress::Status;
-            let done = s
-                .wait_final(from, |e| matches!(&e.payload, Payload::UpdateExportStatus(p) if p.container_name == name && matches!(p.status(), Status::Done | Status::Failed | Status::Cancelled)))
-                .await?;
-            final_report(json, done, |p| match p {
-                Payload::UpdateExportStatus(p) => Some((
-                    p.status() == Status::Done,
-                    format!(
-                        "{} ({} bytes)",
-                        enum_name::<Status>(p.status),
-                        p.bytes_exported
-                    ),
-                    p.failure_reason.clone(),
-                )),
-                _ => None,
-            })
+            use tp::container_export_progress::Status as P;
+            let finished = [P::Done as i32, P::Failed as i32, P::Cancelled as i32];
+            let bar = (!json && reports.is_available()).then(|| progress_bar("exporting"));
+            let done = follow(
+                reports,
+                "UpdateExportStatus",
+                &name,
+                timeout,
+                |s| finished.contains(&s),
+                |r| {
+                    if let Some(bar) = &bar {
+                        let total = number(r, "total_input_bytes").max(1);
+                        let streamed = number(r, "input_bytes_streamed");
+                        bar.set_position(
+                            u64::try_from(streamed * 100 / total).unwrap_or(0).min(100),
+                        );
+                    }
+                },
+            )
+            .await;
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            final_report::<P>(json, done?, P::Done as i32)
         }
         TremplinRpc::Import { name, path } => {
-            let from = s.seq();
             let reply = client
                 .import_container(with_deadline(
                     tp::ImportContainerRequest {
@@ -569,18 +621,32 @@ async fn call(s: &Session, rpc: TremplinRpc, json: bool) -> anyhow::Result<()> {
             if reply.status() != tp::import_container_response::Status::Importing {
                 bail!("ImportContainer failed: {}", reply.failure_reason);
             }
-            use tp::container_import_progress::Status;
-            let done = s
-                .wait_final(from, |e| matches!(&e.payload, Payload::UpdateImportStatus(p) if p.container_name == name && !matches!(p.status(), Status::ImportingUpload | Status::ImportingUnpack | Status::Unknown)))
-                .await?;
-            final_report(json, done, |p| match p {
-                Payload::UpdateImportStatus(p) => Some((
-                    p.status() == Status::Done,
-                    enum_name::<Status>(p.status),
-                    p.failure_reason.clone(),
-                )),
-                _ => None,
-            })
+            use tp::container_import_progress::Status as P;
+            let in_progress = [
+                P::ImportingUpload as i32,
+                P::ImportingUnpack as i32,
+                P::Unknown as i32,
+            ];
+            let bar = (!json && reports.is_available()).then(|| progress_bar("importing"));
+            let done = follow(
+                reports,
+                "UpdateImportStatus",
+                &name,
+                timeout,
+                |s| !in_progress.contains(&s),
+                |r| {
+                    if let Some(bar) = &bar {
+                        bar.set_position(
+                            u64::try_from(number(r, "progress_percent").clamp(0, 100)).unwrap_or(0),
+                        );
+                    }
+                },
+            )
+            .await;
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            final_report::<P>(json, done?, P::Done as i32)
         }
         TremplinRpc::CancelExport { name } => {
             let reply = client
@@ -645,47 +711,4 @@ fn progress_bar(message: &str) -> ProgressBar {
     }
     bar.set_message(message.to_string());
     bar
-}
-
-/// Moves the bar with each DOWNLOADING report for `name`.
-fn follow_progress(
-    feed: Option<tokio::sync::broadcast::Receiver<Event>>,
-    bar: Option<ProgressBar>,
-    name: String,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (Some(mut feed), Some(bar)) = (feed, bar) else {
-            return;
-        };
-        while let Ok(event) = feed.recv().await {
-            if let Payload::UpdateCreateStatus(p) = &event.payload {
-                if p.container_name == name
-                    && p.status() == tp::container_creation_progress::Status::Downloading
-                {
-                    bar.set_position(u64::try_from(p.download_progress.clamp(0, 100)).unwrap_or(0));
-                }
-            }
-        }
-    })
-}
-
-/// Prints the final report; an error when it says the operation failed.
-fn final_report(
-    json: bool,
-    event: Option<Event>,
-    describe: impl Fn(&Payload) -> Option<(bool, String, String)>,
-) -> anyhow::Result<()> {
-    let Some(event) = event else { return Ok(()) };
-    let Some((ok, status, reason)) = describe(&event.payload) else {
-        bail!("unexpected report {}", event.payload.rpc());
-    };
-    if json {
-        println!("{}", event.to_json_line());
-    } else {
-        println!("{}: {status} {reason}", event.payload.rpc());
-    }
-    if !ok {
-        bail!("{}: {status}: {reason}", event.payload.rpc());
-    }
-    Ok(())
 }
