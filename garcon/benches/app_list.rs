@@ -108,36 +108,24 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
 fn print_ratio(rt: &tokio::runtime::Runtime, apps: &Path) {
     let paths = desktop_files_under(apps);
     let dirs = vec![apps.to_path_buf()];
+    let texts: Vec<String> = paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read"))
+        .collect();
     let read = median(15, || {
         read_all(&paths);
     });
-    let built = median(15, || {
-        build(rt, &dirs);
-    });
-    let scanned = median(15, || {
-        garcon::apps::scan(&dirs, &FilterContext::default());
-    });
-    let parse_only = median(15, || {
-        for p in &paths {
-            let _ = garcon::desktop::DesktopEntry::from_file(p);
-        }
-    });
-    let texts: Vec<String> = paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
-    let parse_mem = median(15, || {
+    let parse = median(15, || {
         for t in &texts {
             let _ = garcon::desktop::DesktopEntry::parse_text(t);
         }
     });
-    let split_mem = median(15, || {
-        let mut n = 0;
-        for t in &texts {
-            for line in t.split('\n') { n += line.trim().len(); }
-        }
-        assert!(n > 0);
+    let built = median(15, || {
+        build(rt, &dirs);
     });
-    println!("TEMP scan {scanned:?} parse_only {parse_only:?} parse_mem {parse_mem:?} split_mem {split_mem:?}");
     println!(
-        "app_list ratio: build_2000 {built:?} / raw_read_2000 {read:?} = {:.2}x",
+        "app_list medians for {FILES} files: raw read {read:?}, parse from memory {parse:?}, \
+         full build {built:?}; build/read ratio = {:.2}x",
         built.as_secs_f64() / read.as_secs_f64()
     );
 }

@@ -253,42 +253,38 @@ fn exec_argv0(entry: &DesktopEntry, desktop_file: &Path) -> Option<String> {
 
 /// Maps a scanned entry to the proto `Application` (garcon-host §4.3). Localized values are
 /// in locale order with `""` first; empty localized groups are left unset, as upstream.
-pub fn to_application(app: &AppEntry, package_id: String) -> Application {
-    let e = &app.entry;
-    let localized = |map: &std::collections::BTreeMap<String, String>| {
+/// Consumes the entry: a list holds hundreds of thousands of strings, so moving beats cloning.
+pub fn into_application(app: AppEntry, package_id: String) -> Application {
+    let executable_file_name = executable_file_name(&app.entry, &app.path);
+    let e = app.entry;
+    let localized = |map: std::collections::BTreeMap<String, String>| {
         (!map.is_empty()).then(|| LocalizedString {
             values: map
-                .iter()
-                .map(|(locale, value)| StringWithLocale {
-                    locale: locale.clone(),
-                    value: value.clone(),
-                })
+                .into_iter()
+                .map(|(locale, value)| StringWithLocale { locale, value })
                 .collect(),
         })
     };
     let keywords = (!e.keywords.is_empty()).then(|| LocaleStrings {
         values: e
             .keywords
-            .iter()
-            .map(|(locale, value)| StringsWithLocale {
-                locale: locale.clone(),
-                value: value.clone(),
-            })
+            .into_iter()
+            .map(|(locale, value)| StringsWithLocale { locale, value })
             .collect(),
     });
     Application {
-        desktop_file_id: app.desktop_file_id.clone(),
-        name: localized(&e.name),
-        comment: localized(&e.comment),
-        mime_types: e.mime_types.clone(),
+        desktop_file_id: app.desktop_file_id,
+        name: localized(e.name),
+        comment: localized(e.comment),
+        mime_types: e.mime_types,
         no_display: e.no_display,
-        startup_wm_class: e.startup_wm_class.clone(),
+        startup_wm_class: e.startup_wm_class,
         startup_notify: e.startup_notify,
         package_id,
         keywords,
-        executable_file_name: executable_file_name(e, &app.path),
+        executable_file_name,
         extensions: Vec::new(),
-        exec: e.exec.clone(),
+        exec: e.exec,
         terminal: e.terminal,
     }
 }
@@ -353,9 +349,12 @@ impl std::fmt::Debug for PackageLookupConfig {
 }
 
 /// Maps scanned entries to `Application`s with package ids, preserving scan order.
-pub async fn with_package_ids(apps: &[AppEntry], config: &PackageLookupConfig) -> Vec<Application> {
+pub async fn with_package_ids(
+    apps: Vec<AppEntry>,
+    config: &PackageLookupConfig,
+) -> Vec<Application> {
     let lookups: Vec<BoxFuture<'_, Application>> = apps
-        .iter()
+        .into_iter()
         .map(|app| Box::pin(lookup_one(app, config)) as BoxFuture<'_, Application>)
         .collect();
     futures::stream::iter(lookups)
@@ -364,7 +363,7 @@ pub async fn with_package_ids(apps: &[AppEntry], config: &PackageLookupConfig) -
         .await
 }
 
-async fn lookup_one(app: &AppEntry, config: &PackageLookupConfig) -> Application {
+async fn lookup_one(app: AppEntry, config: &PackageLookupConfig) -> Application {
     let lookup = config.lookup.package_id(&app.path);
     let package_id = match tokio::time::timeout(config.timeout, lookup).await {
         Ok(found) => found.unwrap_or_default(),
@@ -373,7 +372,7 @@ async fn lookup_one(app: &AppEntry, config: &PackageLookupConfig) -> Application
             String::new()
         }
     };
-    to_application(app, package_id)
+    into_application(app, package_id)
 }
 
 /// A build that could not produce a list (the previous list should stay in effect).
@@ -391,7 +390,7 @@ pub async fn build_application_list(
     packages: &PackageLookupConfig,
 ) -> Result<(Vec<Application>, BTreeSet<u64>), BuildError> {
     let scanned = tokio::task::spawn_blocking(move || scan(&application_dirs, &filter)).await?;
-    let apps = with_package_ids(&scanned.apps, packages).await;
+    let apps = with_package_ids(scanned.apps, packages).await;
     Ok((apps, scanned.steam_app_ids))
 }
 

@@ -49,6 +49,9 @@ use crate::session_dbus;
 use crate::state::GarconState;
 use crate::token::{wait_for_token, TokenError};
 
+/// How long startup waits for the PackageKit-backed package-id lookup before publishing without.
+pub const PACKAGE_LOOKUP_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where garcon's own gRPC server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenSpec {
@@ -447,9 +450,23 @@ where
 
     // 15.-16. App list and MIME types.
     let publisher = if config.publish_apps {
-        // HOOK(packages): replace NoPackageLookup with the PackageKit-backed lookup once
-        // `crate::packages` provides one (it can use `state.system_bus()`).
-        let lookup: Arc<dyn crate::apps::PackageIdLookup> = Arc::new(crate::apps::NoPackageLookup);
+        // package_id lookups through PackageKit (none without a system bus: the list is still
+        // sent). Bounded so a stuck bus cannot delay the initial list.
+        let lookup: Arc<dyn crate::apps::PackageIdLookup> = match tokio::time::timeout(
+            PACKAGE_LOOKUP_SETUP_TIMEOUT,
+            crate::packages::package_id_lookup_for(&state),
+        )
+        .await
+        {
+            Ok(lookup) => lookup,
+            Err(_) => {
+                tracing::warn!(
+                    "PackageKit setup took over {PACKAGE_LOOKUP_SETUP_TIMEOUT:?}; the app list \
+                     goes without package ids"
+                );
+                Arc::new(crate::apps::NoPackageLookup)
+            }
+        };
         let publisher_host: Arc<dyn crate::app_publisher::AppListHost> = Arc::new(host.clone());
         Some(AppPublisher::spawn(
             PublisherConfig::from_env(lookup),

@@ -173,10 +173,6 @@ mod tests {
             ),
         )
         .expect("write script");
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&script).expect("meta").permissions(),
-            0o755,
-        );
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         launch_vshd(&script, 9000, &[1, 42], &Environment::new()).expect("spawned");

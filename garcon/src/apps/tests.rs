@@ -386,7 +386,7 @@ async fn package_ids_keep_scan_order_with_parallel_slow_lookups() {
         concurrency: 3,
         timeout: Duration::from_secs(5),
     };
-    let got: Vec<(String, String)> = with_package_ids(&apps, &config)
+    let got: Vec<(String, String)> = with_package_ids(apps, &config)
         .await
         .into_iter()
         .map(|a| (a.desktop_file_id, a.package_id))
@@ -416,6 +416,6 @@ async fn a_hanging_lookup_times_out_to_an_empty_package_id() {
         concurrency: 1,
         timeout: Duration::from_millis(20),
     };
-    let got = with_package_ids(&apps, &config).await;
+    let got = with_package_ids(apps, &config).await;
     assert_eq!(got, vec![app("a", "N", "e", "e")]);
 }

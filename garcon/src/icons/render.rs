@@ -469,4 +469,44 @@ mod tests {
             SourceKind::Raster
         );
     }
+
+    /// Deterministic xorshift mutations of a valid input (a poor man's fuzzer).
+    fn mutations(seed_input: &[u8], count: usize) -> Vec<Vec<u8>> {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let mut data = seed_input.to_vec();
+                for _ in 0..(next() % 8 + 1) {
+                    let pos = (next() as usize) % data.len().max(1);
+                    match next() % 4 {
+                        0 if !data.is_empty() => data[pos] = next() as u8,
+                        1 if !data.is_empty() => {
+                            data.remove(pos);
+                        }
+                        2 => data.insert(pos.min(data.len()), next() as u8),
+                        _ => data.truncate(pos),
+                    }
+                }
+                data
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mutated_png_and_svg_never_panic() {
+        let png = png_bytes(&solid(16, 16, [1, 2, 3, 255]));
+        for data in mutations(&png, 300) {
+            let _ = render_icon_bytes(Path::new("m.png"), &data, 24);
+        }
+        let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><circle cx="8" cy="8" r="6" fill="#123456"/></svg>"##;
+        for data in mutations(svg, 300) {
+            let _ = render_icon_bytes(Path::new("m.svg"), &data, 24);
+        }
+    }
 }
