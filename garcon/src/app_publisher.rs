@@ -286,7 +286,11 @@ async fn run(
             .apps_window
             .filter(|_| p.build.is_none())
             .map(|w| w.deadline);
-        let mime_deadline = p.mime_window.map(|w| w.deadline);
+        // MIME updates wait for the initial list (startup order: list, then MIME).
+        let mime_deadline = p
+            .mime_window
+            .filter(|_| p.initial_mime_done)
+            .map(|w| w.deadline);
         tokio::select! {
             change = changes.recv(), if watching => match change {
                 Some(Changed::Apps) => p.on_apps_change().await,
