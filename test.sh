@@ -27,4 +27,6 @@ step "building the test container image (cached between runs)"
 tests/lxd/build-image.sh
 
 step "running the tests"
+# The LXD-kill test restarts LXD; it runs in the serial real-LXD group (.config/nextest.toml).
+export TREMPLIN_DISRUPTIVE_TESTS=1
 cargo nextest run --workspace --no-fail-fast

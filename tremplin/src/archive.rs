@@ -158,10 +158,7 @@ where
     F: FnMut(&Streamed) -> io::Result<Flow>,
 {
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = BufWriter::with_capacity(
-        BUFFER,
-        out,
-    );
+    let writer = BufWriter::with_capacity(BUFFER, out);
     let gz = GzEncoder::new(
         Counting {
             inner: writer,
@@ -189,7 +186,8 @@ where
         if !ft.is_symlink() {
             let attrs = xattrs(path);
             if !attrs.is_empty() {
-                builder.append_pax_extensions(attrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+                builder
+                    .append_pax_extensions(attrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
             }
         }
         if ft.is_dir() {
@@ -248,7 +246,10 @@ where
     let counting = gz.finish()?;
     let mut writer = counting.inner;
     writer.flush()?;
-    writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     streamed.exported = count.load(std::sync::atomic::Ordering::Relaxed);
     Ok(if stopped {
         Outcome::Stopped(streamed)
@@ -264,12 +265,21 @@ pub fn image_architecture(path: &Path) -> Option<String> {
     let mut archive = tar::Archive::new(GzDecoder::new(file));
     let mut entries = archive.entries().ok()?;
     let mut first = entries.next()?.ok()?;
-    let name = first.path().ok()?.to_string_lossy().trim_start_matches("./").to_string();
+    let name = first
+        .path()
+        .ok()?
+        .to_string_lossy()
+        .trim_start_matches("./")
+        .to_string();
     if name != "metadata.yaml" {
         return None;
     }
     let mut text = String::new();
-    first.by_ref().take(1 << 20).read_to_string(&mut text).ok()?;
+    first
+        .by_ref()
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
     crate::yaml::top_value(&text, "architecture")
 }
 
@@ -301,7 +311,10 @@ pub fn gzip_isize(path: &Path) -> io::Result<(u64, u32)> {
     if len < 4 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is too small to be a gzip file ({len} bytes)", path.display()),
+            format!(
+                "{} is too small to be a gzip file ({len} bytes)",
+                path.display()
+            ),
         ));
     }
     f.seek(SeekFrom::End(-4))?;
@@ -326,9 +339,14 @@ pub fn shared_path(shared: &Path, relative: &str) -> Result<PathBuf, String> {
         }
     }
     if parts.is_empty() {
-        return Err(format!("path {relative:?} names {} itself, not a file", shared.display()));
+        return Err(format!(
+            "path {relative:?} names {} itself, not a file",
+            shared.display()
+        ));
     }
-    Ok(parts.iter().fold(shared.to_path_buf(), |acc, p| acc.join(p)))
+    Ok(parts
+        .iter()
+        .fold(shared.to_path_buf(), |acc, p| acc.join(p)))
 }
 
 #[cfg(test)]
@@ -338,8 +356,14 @@ mod tests {
     #[test]
     fn shared_path_cleans_and_rejects_escapes() {
         let s = Path::new("/mnt/shared");
-        assert_eq!(shared_path(s, "a/b.tar.gz"), Ok(PathBuf::from("/mnt/shared/a/b.tar.gz")));
-        assert_eq!(shared_path(s, "/a/./c/../b"), Ok(PathBuf::from("/mnt/shared/a/b")));
+        assert_eq!(
+            shared_path(s, "a/b.tar.gz"),
+            Ok(PathBuf::from("/mnt/shared/a/b.tar.gz"))
+        );
+        assert_eq!(
+            shared_path(s, "/a/./c/../b"),
+            Ok(PathBuf::from("/mnt/shared/a/b"))
+        );
         assert!(shared_path(s, "../etc/passwd").is_err());
         assert!(shared_path(s, "a/../../x").is_err());
         assert!(shared_path(s, "").is_err());
@@ -350,8 +374,14 @@ mod tests {
     fn required_space_follows_spec_formula() {
         assert_eq!(required_space(100, 1000), 1100);
         // Uncompressed smaller than compressed in the low 32 bits → add 4 GiB.
-        assert_eq!(required_space(5_000_000_000, 10), (2 << 32) + 10 + 5_000_000_000);
-        assert_eq!(required_space((1 << 32) + 10, 20), (1 << 32) + 20 + (1 << 32) + 10);
+        assert_eq!(
+            required_space(5_000_000_000, 10),
+            (2 << 32) + 10 + 5_000_000_000
+        );
+        assert_eq!(
+            required_space((1 << 32) + 10, 20),
+            (1 << 32) + 20 + (1 << 32) + 10
+        );
     }
 
     #[test]
@@ -380,9 +410,17 @@ mod tests {
         let root = dir.path().join("snap");
         std::fs::create_dir_all(root.join("rootfs/etc")).expect("mkdir");
         std::fs::create_dir_all(root.join("templates")).expect("mkdir");
-        std::fs::write(root.join("metadata.yaml"), "architecture: x86_64\ncreation_date: 1\n").expect("write");
+        std::fs::write(
+            root.join("metadata.yaml"),
+            "architecture: x86_64\ncreation_date: 1\n",
+        )
+        .expect("write");
         std::fs::write(root.join("rootfs/etc/hostname"), "penguin\n").expect("write");
-        std::fs::hard_link(root.join("rootfs/etc/hostname"), root.join("rootfs/etc/hardlink")).expect("link");
+        std::fs::hard_link(
+            root.join("rootfs/etc/hostname"),
+            root.join("rootfs/etc/hardlink"),
+        )
+        .expect("link");
         std::os::unix::fs::symlink("hostname", root.join("rootfs/etc/symlink")).expect("symlink");
         std::fs::write(root.join("backup.yaml"), "not exported").expect("write");
         let (paths, t) = totals(&root).expect("walk");
@@ -390,17 +428,28 @@ mod tests {
         assert_eq!(t.files, 7);
         let out_path = dir.path().join("out.tar.gz");
         let mut seen = Vec::new();
-        let outcome = write_image(&root, &paths, &Unshift::default(), File::create(&out_path).expect("create"), |s| {
-            seen.push(*s);
-            Ok(Flow::Continue)
-        })
+        let outcome = write_image(
+            &root,
+            &paths,
+            &Unshift::default(),
+            File::create(&out_path).expect("create"),
+            |s| {
+                seen.push(*s);
+                Ok(Flow::Continue)
+            },
+        )
         .expect("write");
         let Outcome::Done(done) = outcome else {
             panic!("stopped")
         };
         assert_eq!(done.files, 7);
-        assert!(seen.windows(2).all(|w| w[0].files < w[1].files && w[0].bytes <= w[1].bytes && w[0].exported <= w[1].exported));
-        assert_eq!(std::fs::metadata(&out_path).expect("stat").len(), done.exported);
+        assert!(seen.windows(2).all(|w| w[0].files < w[1].files
+            && w[0].bytes <= w[1].bytes
+            && w[0].exported <= w[1].exported));
+        assert_eq!(
+            std::fs::metadata(&out_path).expect("stat").len(),
+            done.exported
+        );
         assert_eq!(image_architecture(&out_path).as_deref(), Some("x86_64"));
         let mut archive = tar::Archive::new(GzDecoder::new(File::open(&out_path).expect("open")));
         let mut names = Vec::new();
@@ -409,24 +458,41 @@ mod tests {
             let e = e.expect("entry");
             let name = e.path().expect("path").to_string_lossy().into_owned();
             if e.header().entry_type() == EntryType::Link {
-                let target = e.link_name().expect("link").expect("target").to_string_lossy().into_owned();
+                let target = e
+                    .link_name()
+                    .expect("link")
+                    .expect("target")
+                    .to_string_lossy()
+                    .into_owned();
                 links.push((name.clone(), target));
             }
             if name.ends_with("symlink") {
-                assert_eq!(e.link_name().expect("link").expect("target").to_string_lossy(), "hostname");
+                assert_eq!(
+                    e.link_name()
+                        .expect("link")
+                        .expect("target")
+                        .to_string_lossy(),
+                    "hostname"
+                );
             }
             names.push(name);
         }
         // The second name of the hard-linked pair (sorted) is a link to the first.
         assert_eq!(
             links,
-            vec![("rootfs/etc/hostname".to_string(), "rootfs/etc/hardlink".to_string())]
+            vec![(
+                "rootfs/etc/hostname".to_string(),
+                "rootfs/etc/hardlink".to_string()
+            )]
         );
         assert_eq!(names[0], "metadata.yaml");
         assert!(names.iter().any(|n| n == "rootfs/etc/hostname"));
         assert!(!names.iter().any(|n| n.contains("backup.yaml")));
         let (len, isize) = gzip_isize(&out_path).expect("isize");
-        assert!(u64::from(isize) > len / 2, "uncompressed tar larger than half the gzip");
+        assert!(
+            u64::from(isize) > len / 2,
+            "uncompressed tar larger than half the gzip"
+        );
     }
 
     #[test]
@@ -439,9 +505,19 @@ mod tests {
         }
         let (paths, _) = totals(&root).expect("walk");
         let out = dir.path().join("o.tar.gz");
-        let outcome = write_image(&root, &paths, &Unshift::default(), File::create(&out).expect("create"), |s| {
-            Ok(if s.files >= 3 { Flow::Stop } else { Flow::Continue })
-        })
+        let outcome = write_image(
+            &root,
+            &paths,
+            &Unshift::default(),
+            File::create(&out).expect("create"),
+            |s| {
+                Ok(if s.files >= 3 {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            },
+        )
         .expect("write");
         assert!(matches!(outcome, Outcome::Stopped(s) if s.files == 3));
     }

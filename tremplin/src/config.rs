@@ -87,7 +87,10 @@ pub struct Flags {
     pub lxd_conf_owner: String,
 
     /// Guest tools directory (garcon, sommelier), mounted at /opt/google/cros-containers.
-    #[arg(long = "guest-tools-dir", default_value = "/opt/google/cros-containers")]
+    #[arg(
+        long = "guest-tools-dir",
+        default_value = "/opt/google/cros-containers"
+    )]
     pub guest_tools_dir: PathBuf,
 
     /// Fonts directory, mounted at /usr/share/fonts/chromeos.
@@ -120,7 +123,11 @@ pub struct Flags {
     pub lxd_binary: PathBuf,
 
     /// Arguments of the LXD tremplin starts (whitespace separated).
-    #[arg(long = "lxd-args", default_value = "--group lxd --syslog", allow_hyphen_values = true)]
+    #[arg(
+        long = "lxd-args",
+        default_value = "--group lxd --syslog",
+        allow_hyphen_values = true
+    )]
     pub lxd_args: String,
 
     /// `resolv-file` given to the bridge's dnsmasq.
@@ -325,7 +332,11 @@ impl Config {
             storage_driver: flags.storage_driver,
             storage_source,
             lxd_binary: flags.lxd_binary,
-            lxd_args: flags.lxd_args.split_whitespace().map(str::to_string).collect(),
+            lxd_args: flags
+                .lxd_args
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
             ports_poll: std::time::Duration::from_secs(flags.ports_poll_seconds.max(1)),
             start_heartbeat: std::time::Duration::from_secs(flags.start_heartbeat_seconds.max(1)),
             apt_key_refresh: !flags.no_apt_key_refresh,

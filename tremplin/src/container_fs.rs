@@ -140,7 +140,8 @@ impl ContainerFs {
             let host = self.host_path(&current)?;
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    let target = std::fs::read_link(&host).map_err(|e| self.err("readlink", &current, e))?;
+                    let target =
+                        std::fs::read_link(&host).map_err(|e| self.err("readlink", &current, e))?;
                     let target = target.to_string_lossy().into_owned();
                     current = if target.starts_with('/') {
                         target
@@ -173,7 +174,14 @@ impl ContainerFs {
     }
 
     /// Writes (overwrites) a file, then chowns (container ids) and chmods it.
-    pub fn write(&self, path: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), FsError> {
+    pub fn write(
+        &self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), FsError> {
         let host = self.host_path(path)?;
         std::fs::write(&host, content).map_err(|e| self.err("write", path, e))?;
         self.chown_chmod(path, &host, mode, uid, gid)
@@ -214,9 +222,20 @@ impl ContainerFs {
         std::fs::symlink_metadata(self.host_path(path).ok()?).ok()
     }
 
-    fn chown_chmod(&self, path: &str, host: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), FsError> {
-        std::os::unix::fs::chown(host, Some(self.shift.to_disk(uid)), Some(self.shift.to_disk(gid)))
-            .map_err(|e| self.err("chown", path, e))?;
+    fn chown_chmod(
+        &self,
+        path: &str,
+        host: &Path,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), FsError> {
+        std::os::unix::fs::chown(
+            host,
+            Some(self.shift.to_disk(uid)),
+            Some(self.shift.to_disk(gid)),
+        )
+        .map_err(|e| self.err("chown", path, e))?;
         crate::lxd_setup::set_mode(host, mode).map_err(|e| self.err("chmod", path, e))
     }
 
@@ -239,7 +258,8 @@ impl ContainerFs {
                 self.mkdir(&child_to, mode, uid, gid)?;
                 self.copy_tree(&child_from, &child_to, uid, gid)?;
             } else if meta.is_file() {
-                let content = std::fs::read(entry.path()).map_err(|e| self.err("read", &child_from, e))?;
+                let content =
+                    std::fs::read(entry.path()).map_err(|e| self.err("read", &child_from, e))?;
                 self.write(&child_to, &content, mode, uid, gid)?;
             }
         }
@@ -289,13 +309,20 @@ mod tests {
         std::fs::create_dir_all(root.join("usr/lib")).expect("mkdir");
         std::fs::create_dir_all(root.join("etc")).expect("mkdir");
         std::fs::write(root.join("usr/lib/os-release"), "ID=debian\n").expect("write");
-        std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release")).expect("link");
+        std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release"))
+            .expect("link");
         std::os::unix::fs::symlink("/etc/os-release", root.join("etc/abs")).expect("link");
         std::os::unix::fs::symlink("loop", root.join("etc/loop")).expect("link");
         let fs = ContainerFs::at("c", root).expect("open");
         assert!(fs.host_path("/../x").is_err());
-        assert_eq!(fs.read("/etc/os-release").expect("relative link"), b"ID=debian\n");
-        assert_eq!(fs.read("/etc/abs").expect("absolute link stays in root"), b"ID=debian\n");
+        assert_eq!(
+            fs.read("/etc/os-release").expect("relative link"),
+            b"ID=debian\n"
+        );
+        assert_eq!(
+            fs.read("/etc/abs").expect("absolute link stays in root"),
+            b"ID=debian\n"
+        );
         assert!(fs.read("/etc/loop").is_err(), "link loop ends");
     }
 
@@ -311,14 +338,26 @@ mod tests {
         let me = nix::unistd::getuid().as_raw();
         let my_gid = nix::unistd::getgid().as_raw();
         fs.mkdir("/home/u", 0o755, me, my_gid).expect("mkdir");
-        fs.copy_tree("/etc/skel", "/home/u", me, my_gid).expect("copy");
-        assert_eq!(std::fs::read_to_string(root.join("home/u/sub/f")).expect("read"), "y");
+        fs.copy_tree("/etc/skel", "/home/u", me, my_gid)
+            .expect("copy");
+        assert_eq!(
+            std::fs::read_to_string(root.join("home/u/sub/f")).expect("read"),
+            "y"
+        );
         let link = std::fs::symlink_metadata(root.join("home/u/link")).expect("stat");
         assert!(link.is_file(), "symlink copied as a regular file");
-        fs.write("/etc/x", b"abc", 0o640, me, my_gid).expect("write");
-        assert_eq!(std::fs::metadata(root.join("etc/x")).expect("stat").mode() & 0o777, 0o640);
+        fs.write("/etc/x", b"abc", 0o640, me, my_gid)
+            .expect("write");
+        assert_eq!(
+            std::fs::metadata(root.join("etc/x")).expect("stat").mode() & 0o777,
+            0o640
+        );
         fs.touch("/etc/x", 0o644, me, my_gid).expect("touch");
-        assert_eq!(fs.read("/etc/x").expect("read"), b"abc", "touch keeps content");
+        assert_eq!(
+            fs.read("/etc/x").expect("read"),
+            b"abc",
+            "touch keeps content"
+        );
         fs.remove("/home/u").expect("remove");
         assert!(!fs.exists("/home/u"));
     }

@@ -111,7 +111,14 @@ mod tests {
         ] {
             assert!(is_vm_device(yes), "{yes}");
         }
-        for no in ["snd/pcmC0D0c", "snd/hwC0D0", "kvm2", "null", "tty0", "xdri/x"] {
+        for no in [
+            "snd/pcmC0D0c",
+            "snd/hwC0D0",
+            "kvm2",
+            "null",
+            "tty0",
+            "xdri/x",
+        ] {
             assert!(!is_vm_device(no), "{no}");
         }
     }

@@ -123,7 +123,10 @@ mod tests {
             Some(LifecycleAction::Shutdown("penguin".into()))
         );
         assert_eq!(
-            classify(&ev("instance-stopped", "/1.0/containers/penguin?project=default")),
+            classify(&ev(
+                "instance-stopped",
+                "/1.0/containers/penguin?project=default"
+            )),
             Some(LifecycleAction::Shutdown("penguin".into()))
         );
         assert_eq!(

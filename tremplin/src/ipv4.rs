@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn spec_vector() {
         assert_eq!(encode_str("100.115.92.2"), Ok(0x025C_7364));
-        assert_eq!(encode(Ipv4Addr::new(100, 115, 92, 2)).to_le_bytes(), [100, 115, 92, 2]);
+        assert_eq!(
+            encode(Ipv4Addr::new(100, 115, 92, 2)).to_le_bytes(),
+            [100, 115, 92, 2]
+        );
     }
 
     #[test]

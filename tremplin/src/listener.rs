@@ -70,7 +70,10 @@ impl HostListener {
     pub fn new(address: &Address, crash: Option<&Address>) -> Result<Self, TransportError> {
         let channel = lazy_channel(address, CONNECT_TIMEOUT)?;
         let crash = match crash {
-            Some(a) => Some((a.clone(), CrashListenerClient::new(lazy_channel(a, CONNECT_TIMEOUT)?))),
+            Some(a) => Some((
+                a.clone(),
+                CrashListenerClient::new(lazy_channel(a, CONNECT_TIMEOUT)?),
+            )),
             None => None,
         };
         Ok(HostListener {
@@ -88,20 +91,58 @@ impl HostListener {
         /// `TremplinReady`.
         tremplin_ready, tremplin_ready, TremplinStartupInfo
     );
-    report_fn!(update_start_lxd_status, update_start_lxd_status, StartLxdProgress);
-    report_fn!(update_create_status, update_create_status, ContainerCreationProgress);
-    report_fn!(update_deletion_status, update_deletion_status, ContainerDeletionProgress);
-    report_fn!(update_start_status, update_start_status, ContainerStartProgress);
-    report_fn!(update_stop_status, update_stop_status, ContainerStopProgress);
-    report_fn!(update_export_status, update_export_status, ContainerExportProgress);
-    report_fn!(update_import_status, update_import_status, ContainerImportProgress);
-    report_fn!(container_shutdown, container_shutdown, ContainerShutdownInfo);
-    report_fn!(update_listening_ports, update_listening_ports, ListeningPortInfo);
+    report_fn!(
+        update_start_lxd_status,
+        update_start_lxd_status,
+        StartLxdProgress
+    );
+    report_fn!(
+        update_create_status,
+        update_create_status,
+        ContainerCreationProgress
+    );
+    report_fn!(
+        update_deletion_status,
+        update_deletion_status,
+        ContainerDeletionProgress
+    );
+    report_fn!(
+        update_start_status,
+        update_start_status,
+        ContainerStartProgress
+    );
+    report_fn!(
+        update_stop_status,
+        update_stop_status,
+        ContainerStopProgress
+    );
+    report_fn!(
+        update_export_status,
+        update_export_status,
+        ContainerExportProgress
+    );
+    report_fn!(
+        update_import_status,
+        update_import_status,
+        ContainerImportProgress
+    );
+    report_fn!(
+        container_shutdown,
+        container_shutdown,
+        ContainerShutdownInfo
+    );
+    report_fn!(
+        update_listening_ports,
+        update_listening_ports,
+        ListeningPortInfo
+    );
 
     /// `CrashListener.SendFailureReport{failed_process}`; errors are logged only.
     pub async fn send_failure_report(&self, failed_process: &str) {
         let Some((address, client)) = &self.crash else {
-            tracing::info!("no crash listener configured; not reporting failure of {failed_process}");
+            tracing::info!(
+                "no crash listener configured; not reporting failure of {failed_process}"
+            );
             return;
         };
         let mut client = client.clone();

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crostini_lxd::types::{
-    NetworkPut, NetworksPost, ProfilePut, ProfilesPost, RecoverImport, ServerPut,
-    StoragePoolsPost,
+    NetworkPut, NetworksPost, ProfilePut, ProfilesPost, RecoverImport, ServerPut, StoragePoolsPost,
 };
-use crostini_lxd::{Client, LxdError};
+use crostini_lxd::Client;
 use crostini_proto::vm_tools::tremplin as pb;
 use nix::sys::signal::Signal;
 
@@ -187,7 +186,9 @@ impl Daemon {
         {
             sup.stop(Signal::SIGTERM);
         }
-        stop_stale_termina_lxd().await.map_err(InitError::StaleLxd)?;
+        stop_stale_termina_lxd()
+            .await
+            .map_err(InitError::StaleLxd)?;
         let lxd_dir = self.config.paths.lxd_dir.clone();
         let reset = reset_requested || should_reset_db(&lxd_dir);
         if reset {
@@ -212,7 +213,9 @@ impl Daemon {
         }
         if reset {
             if let Err(e) = self.recover_container(&Client::new(&socket)).await {
-                tracing::error!("recovering {DEFAULT_CONTAINER} failed: {e}; restoring the old database");
+                tracing::error!(
+                    "recovering {DEFAULT_CONTAINER} failed: {e}; restoring the old database"
+                );
                 supervisor.stop(Signal::SIGTERM);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 restore_aside(&lxd_dir).map_err(InitError::Recover)?;
@@ -243,7 +246,8 @@ impl Daemon {
             if let Some(parent) = token.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }
-            std::fs::write(&token, b"").map_err(|e| format!("creating {}: {e}", token.display()))?;
+            std::fs::write(&token, b"")
+                .map_err(|e| format!("creating {}: {e}", token.display()))?;
         }
         let (server, _) = client.server().await.map_err(|e| e.to_string())?;
         if version_newer_than(&server.environment.server_version, (4, 0, 8)) {
@@ -285,10 +289,15 @@ impl Daemon {
 
     /// Initial setup (§5.4).
     async fn initial_setup(&self, client: &Client) -> Result<(), InitError> {
-        tracing::info!("USB manager: not available in this build; USB RPCs answer \"USB manager not ready\"");
+        tracing::info!(
+            "USB manager: not available in this build; USB RPCs answer \"USB manager not ready\""
+        );
         self.write_milestone_file()?;
         // Server config.
-        let (server, etag) = client.server().await.map_err(|e| setup_err("GET /1.0", e))?;
+        let (server, etag) = client
+            .server()
+            .await
+            .map_err(|e| setup_err("GET /1.0", e))?;
         let mut config = server.config.clone();
         config.insert(
             "core.shutdown_timeout".to_string(),
@@ -462,7 +471,8 @@ impl Daemon {
             tracing::warn!("not creating {}: its parent does not exist", dir.display());
             return Ok(());
         }
-        std::fs::create_dir_all(dir).map_err(|e| setup_err(&format!("mkdir {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| setup_err(&format!("mkdir {}", dir.display()), e))?;
         set_mode(dir, 0o755).map_err(|e| setup_err(&format!("chmod {}", dir.display()), e))?;
         let owner = &self.config.lxd_conf_owner;
         let user = nix::unistd::User::from_name(owner).ok().flatten();
@@ -514,7 +524,8 @@ fn aside_dirs(lxd_dir: &Path) -> [(PathBuf, PathBuf); 2] {
 fn move_aside(lxd_dir: &Path) -> Result<(), String> {
     for (dir, old) in aside_dirs(lxd_dir) {
         if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| format!("removing {}: {e}", old.display()))?;
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| format!("removing {}: {e}", old.display()))?;
         }
         match std::fs::rename(&dir, &old) {
             Ok(()) => {}
@@ -532,7 +543,8 @@ fn restore_aside(lxd_dir: &Path) -> Result<(), String> {
             continue;
         }
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| format!("removing {}: {e}", dir.display()))?;
         }
         std::fs::rename(&old, &dir).map_err(|e| format!("restoring {}: {e}", dir.display()))?;
     }
@@ -565,11 +577,6 @@ pub(crate) fn write_file_mode(path: &Path, content: &[u8], mode: u32) -> std::io
     }
     std::fs::write(path, content)?;
     set_mode(path, mode)
-}
-
-/// Maps an LXD error to a reason; "LXD is not running" errors keep LXD's wording.
-pub fn lxd_reason(context: &str, e: &LxdError) -> String {
-    format!("{context}: {e}")
 }
 
 #[cfg(test)]

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn parses_quoted_value_and_skips_comments() {
-        let text = "# comment\n\nCHROMEOS_RELEASE_BOARD=x\nCHROMEOS_RELEASE_CHROME_MILESTONE=\"120\"\n";
+        let text =
+            "# comment\n\nCHROMEOS_RELEASE_BOARD=x\nCHROMEOS_RELEASE_CHROME_MILESTONE=\"120\"\n";
         assert_eq!(parse_milestone(text, "f"), Ok(120));
         assert_eq!(
             parse_milestone("CHROMEOS_RELEASE_CHROME_MILESTONE='99'", "f"),
@@ -130,10 +131,16 @@ mod tests {
     fn flag_wins_and_missing_file_is_absent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("lsb-release");
-        assert_eq!(load_milestone(Some(5), &missing), Ok(MilestoneSource::Flag(5)));
+        assert_eq!(
+            load_milestone(Some(5), &missing),
+            Ok(MilestoneSource::Flag(5))
+        );
         assert_eq!(load_milestone(None, &missing), Ok(MilestoneSource::Absent));
         std::fs::write(&missing, "CHROMEOS_RELEASE_CHROME_MILESTONE=118\n").expect("write");
-        assert_eq!(load_milestone(None, &missing), Ok(MilestoneSource::File(118)));
+        assert_eq!(
+            load_milestone(None, &missing),
+            Ok(MilestoneSource::File(118))
+        );
         std::fs::write(&missing, "nothing\n").expect("write");
         assert!(load_milestone(None, &missing).is_err());
     }

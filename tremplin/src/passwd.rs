@@ -138,12 +138,14 @@ fn opt_num(file: &'static str, line: usize, field: &'static str, v: &str) -> Res
     if v.is_empty() {
         return Ok(None);
     }
-    v.parse::<u64>().map(Some).map_err(|_| PasswdError::BadNumber {
-        file,
-        line,
-        field,
-        value: v.to_string(),
-    })
+    v.parse::<u64>()
+        .map(Some)
+        .map_err(|_| PasswdError::BadNumber {
+            file,
+            line,
+            field,
+            value: v.to_string(),
+        })
 }
 
 fn list(file: &'static str, line: usize, v: &str) -> Result<Vec<String>> {
@@ -299,7 +301,7 @@ impl PasswdDb {
             .collect();
         self.passwd.retain(|e| !(e.name == name || e.uid == uid));
         self.shadow
-            .retain(|s| s.name != name && !removed.iter().any(|r| *r == s.name));
+            .retain(|s| s.name != name && !removed.contains(&s.name));
         let (home, shell) = if login {
             (format!("/home/{name}"), "/bin/bash".to_string())
         } else {
@@ -342,7 +344,7 @@ impl PasswdDb {
             .collect();
         self.group.retain(|g| !(g.name == name || g.gid == gid));
         self.gshadow
-            .retain(|s| s.name != name && !removed.iter().any(|r| *r == s.name));
+            .retain(|s| s.name != name && !removed.contains(&s.name));
         self.group.push(GroupEntry {
             name: name.to_string(),
             password: "x".to_string(),
@@ -417,23 +419,36 @@ mod tests {
         f.passwd.push_str("bad:x:1\n");
         assert!(matches!(
             PasswdDb::parse(&f),
-            Err(PasswdError::FieldCount { file: "passwd", line: 4, .. })
+            Err(PasswdError::FieldCount {
+                file: "passwd",
+                line: 4,
+                ..
+            })
         ));
         let mut f = files();
         f.passwd = "root:x:zero:0:root:/root:/bin/bash\n".into();
-        assert!(matches!(PasswdDb::parse(&f), Err(PasswdError::BadNumber { field: "uid", .. })));
+        assert!(matches!(
+            PasswdDb::parse(&f),
+            Err(PasswdError::BadNumber { field: "uid", .. })
+        ));
         let mut f = files();
         f.passwd = "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n".into();
         assert_eq!(PasswdDb::parse(&f), Err(PasswdError::NoRoot));
         let mut f = files();
         f.group.push_str("x:x:5:a,,b\n");
-        assert!(matches!(PasswdDb::parse(&f), Err(PasswdError::BadList { .. })));
+        assert!(matches!(
+            PasswdDb::parse(&f),
+            Err(PasswdError::BadList { .. })
+        ));
         let mut f = files();
         f.shadow.push_str("# comment\n");
         assert!(PasswdDb::parse(&f).is_err(), "comments are not supported");
         let mut f = files();
         f.gshadow.push_str(":x::\n");
-        assert!(matches!(PasswdDb::parse(&f), Err(PasswdError::EmptyName { .. })));
+        assert!(matches!(
+            PasswdDb::parse(&f),
+            Err(PasswdError::EmptyName { .. })
+        ));
     }
 
     #[test]
@@ -447,8 +462,14 @@ mod tests {
         assert!(out.passwd.ends_with(
             "alice:x:1000:1000:alice:/home/alice:/bin/bash\nchronos-access:x:1001:1001:chronos-access:/dev/null:/bin/false\n"
         ));
-        assert!(out.shadow.ends_with("alice:!:19500:0:99999:7:::\nchronos-access:!:19500:0:99999:7:::\n"));
-        assert_eq!(db.ensure_user("alice", 1000, true, 20000), None, "idempotent");
+        assert!(out
+            .shadow
+            .ends_with("alice:!:19500:0:99999:7:::\nchronos-access:!:19500:0:99999:7:::\n"));
+        assert_eq!(
+            db.ensure_user("alice", 1000, true, 20000),
+            None,
+            "idempotent"
+        );
     }
 
     #[test]
@@ -531,6 +552,9 @@ mod tests {
             assert_eq!(db.passwd.iter().filter(|e| e.name == "alice").count(), 1);
             assert_eq!(db.group.iter().filter(|e| e.gid == 1000).count(), 1);
         }
-        assert!(parsed > 100, "the fuzz inputs must exercise successful parses too ({parsed})");
+        assert!(
+            parsed > 100,
+            "the fuzz inputs must exercise successful parses too ({parsed})"
+        );
     }
 }

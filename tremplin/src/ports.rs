@@ -12,7 +12,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crostini_lxd::Client;
-use crostini_proto::vm_tools::tremplin::{listening_port_info::ContainerPortInfo, ListeningPortInfo};
+use crostini_proto::vm_tools::tremplin::{
+    listening_port_info::ContainerPortInfo, ListeningPortInfo,
+};
 
 use crate::daemon::Daemon;
 
@@ -155,7 +157,12 @@ impl Daemon {
             container_ports: ports
                 .into_iter()
                 .map(|(name, listening_tcp4_ports)| {
-                    (name, ContainerPortInfo { listening_tcp4_ports })
+                    (
+                        name,
+                        ContainerPortInfo {
+                            listening_tcp4_ports,
+                        },
+                    )
                 })
                 .collect(),
         };
@@ -198,23 +205,34 @@ mod tests {
     fn parses_v4_addresses_in_kernel_byte_order() {
         let socks = parse_proc_net_tcp(TCP);
         assert_eq!(socks.len(), 4);
-        assert_eq!(socks[0].local, "127.0.0.1".parse::<std::net::IpAddr>().expect("ip"));
+        assert_eq!(
+            socks[0].local,
+            "127.0.0.1".parse::<std::net::IpAddr>().expect("ip")
+        );
         assert_eq!(socks[0].port, 8123);
-        assert_eq!(socks[2].local, "100.115.92.2".parse::<std::net::IpAddr>().expect("ip"));
+        assert_eq!(
+            socks[2].local,
+            "100.115.92.2".parse::<std::net::IpAddr>().expect("ip")
+        );
         assert_eq!(socks[3].state, 1);
     }
 
     #[test]
     fn parses_v6_addresses() {
         let socks = parse_proc_net_tcp(TCP6);
-        assert_eq!(socks[0].local, "::1".parse::<std::net::IpAddr>().expect("ip"));
+        assert_eq!(
+            socks[0].local,
+            "::1".parse::<std::net::IpAddr>().expect("ip")
+        );
         assert_eq!(
             socks[2].local,
             "::ffff:127.0.0.1".parse::<std::net::IpAddr>().expect("ip")
         );
         assert_eq!(
             socks[3].local,
-            "fe80::100:ff:504:302".parse::<std::net::IpAddr>().expect("ip")
+            "fe80::100:ff:504:302"
+                .parse::<std::net::IpAddr>()
+                .expect("ip")
         );
     }
 

@@ -14,7 +14,8 @@ pub const NETWORK: &str = "lxdbr0";
 pub const POOL: &str = "default";
 
 /// `raw.idmap` of the profile: the four identity-mapped ids.
-pub const RAW_IDMAP: &str = "both 1000 1000\nboth 655360 655360\nboth 665357 665357\nboth 1001 1001";
+pub const RAW_IDMAP: &str =
+    "both 1000 1000\nboth 655360 655360\nboth 665357 665357\nboth 1001 1001";
 /// The ids of [`RAW_IDMAP`], in its order.
 pub const RAW_IDMAP_IDS: [u32; 4] = [1000, 655360, 665357, 1001];
 
@@ -46,9 +47,7 @@ fn allowed_by(ranges: &[(u64, u64)], id: u32) -> bool {
     // it ("Host id is in the range of subids"); newuidmap only maps ids delegated to root. So an
     // id is usable when a smaller delegated range (e.g. `root:1000:1`) contains it.
     let largest = ranges.iter().max_by_key(|(_, count)| *count).copied();
-    ranges
-        .iter()
-        .any(|r| contains(r) && Some(*r) != largest)
+    ranges.iter().any(|r| contains(r) && Some(*r) != largest)
 }
 
 /// Which of [`RAW_IDMAP_IDS`] this host can identity-map, given root's entries of
@@ -129,7 +128,11 @@ pub fn profile_devices(paths: &Paths, vm_devices: &[CharDevice]) -> (Devices, Ve
         if source.exists() {
             devices.insert(
                 name.to_string(),
-                device(&[("type", "disk"), ("source", &path_str(source)), ("path", path)]),
+                device(&[
+                    ("type", "disk"),
+                    ("source", &path_str(source)),
+                    ("path", path),
+                ]),
             );
         } else {
             omitted.push(Omitted {
@@ -143,7 +146,11 @@ pub fn profile_devices(paths: &Paths, vm_devices: &[CharDevice]) -> (Devices, Ve
         &paths.guest_tools_dir,
         "/opt/google/cros-containers",
     );
-    disk("cros_milestone", &paths.milestone_file, "/dev/.cros_milestone");
+    disk(
+        "cros_milestone",
+        &paths.milestone_file,
+        "/dev/.cros_milestone",
+    );
     disk("external", &paths.external_dir, "/mnt/external");
     disk("fonts", &paths.fonts_dir, "/usr/share/fonts/chromeos");
     disk("shared", &paths.shared_dir, "/mnt/chromeos");
@@ -238,11 +245,19 @@ mod tests {
     #[test]
     fn identity_ids_follow_subid_delegation() {
         let all = RAW_IDMAP_IDS.to_vec();
-        assert_eq!(usable_identity_ids(None, None), (all.clone(), vec![]), "no sub-ids at all");
-        let termina = "root:1000:1\nroot:1001:1\nroot:655360:1\nroot:665357:1\nroot:1000000:1000000000\n";
+        assert_eq!(
+            usable_identity_ids(None, None),
+            (all.clone(), vec![]),
+            "no sub-ids at all"
+        );
+        let termina =
+            "root:1000:1\nroot:1001:1\nroot:655360:1\nroot:665357:1\nroot:1000000:1000000000\n";
         assert_eq!(usable_identity_ids(Some(termina), Some(termina)).0, all);
         let debian = "_lxd:100000:10000001\nroot:100000:10000001\n";
-        assert_eq!(usable_identity_ids(Some(debian), Some(debian)), (vec![], all.clone()));
+        assert_eq!(
+            usable_identity_ids(Some(debian), Some(debian)),
+            (vec![], all.clone())
+        );
         let dev = "root:100000:10000001\nroot:1000:2\n";
         assert_eq!(
             usable_identity_ids(Some(dev), Some(dev)),
@@ -262,7 +277,12 @@ mod tests {
     fn all_devices_present_when_sources_exist() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = paths(dir.path());
-        for d in [&p.shared_dir, &p.guest_tools_dir, &p.fonts_dir, &p.external_dir] {
+        for d in [
+            &p.shared_dir,
+            &p.guest_tools_dir,
+            &p.fonts_dir,
+            &p.external_dir,
+        ] {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         std::fs::write(&p.milestone_file, "120").expect("write");
@@ -307,7 +327,13 @@ mod tests {
         let names: Vec<&str> = omitted.iter().map(|o| o.device).collect();
         assert_eq!(
             names,
-            vec!["cros_containers", "cros_milestone", "external", "fonts", "shared"]
+            vec![
+                "cros_containers",
+                "cros_milestone",
+                "external",
+                "fonts",
+                "shared"
+            ]
         );
         assert!(devices.contains_key("root") && devices.contains_key("eth0"));
     }

@@ -52,7 +52,8 @@ pub struct RunningTremplin {
 impl RunningTremplin {
     /// Reads the milestone, binds `config.listen`, serves, then calls `TremplinReady`.
     pub async fn start(config: Config) -> Result<RunningTremplin, StartupError> {
-        let milestone = match load_milestone(config.milestone_override, &config.paths.lsb_release)? {
+        let milestone = match load_milestone(config.milestone_override, &config.paths.lsb_release)?
+        {
             MilestoneSource::Absent => {
                 tracing::warn!(
                     "{} does not exist: Chrome OS milestone unknown (not a Termina VM?); \

@@ -287,7 +287,10 @@ mod tests {
         for i in 0..9 {
             assert!(p.record_exit(t0 + Duration::from_secs(i)));
         }
-        assert!(p.record_exit(t0 + Duration::from_secs(40)), "old exits expired");
+        assert!(
+            p.record_exit(t0 + Duration::from_secs(40)),
+            "old exits expired"
+        );
     }
 
     #[test]
@@ -308,9 +311,12 @@ mod tests {
 
     #[tokio::test]
     async fn wait_ready_times_out_on_missing_socket() {
-        let err = wait_ready(Path::new("/nonexistent/unix.socket"), Duration::from_millis(600))
-            .await
-            .expect_err("no LXD there");
+        let err = wait_ready(
+            Path::new("/nonexistent/unix.socket"),
+            Duration::from_millis(600),
+        )
+        .await
+        .expect_err("no LXD there");
         assert!(err.contains("did not become ready"), "{err}");
     }
 }

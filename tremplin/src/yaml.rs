@@ -78,18 +78,28 @@ mod tests {
 
     #[test]
     fn nested_values_ignore_deeper_keys() {
-        assert_eq!(nested_value(BACKUP, "container", "name").as_deref(), Some("penguin"));
-        assert_eq!(nested_value(BACKUP, "volume", "name").as_deref(), Some("penguin"));
+        assert_eq!(
+            nested_value(BACKUP, "container", "name").as_deref(),
+            Some("penguin")
+        );
+        assert_eq!(
+            nested_value(BACKUP, "volume", "name").as_deref(),
+            Some("penguin")
+        );
         assert_eq!(nested_value(BACKUP, "snapshots", "name"), None);
         assert_eq!(nested_value(BACKUP, "missing", "name"), None);
     }
 
     #[test]
     fn top_values() {
-        let meta = "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  architecture: other\n";
+        let meta =
+            "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  architecture: other\n";
         assert_eq!(top_value(meta, "architecture").as_deref(), Some("x86_64"));
         assert_eq!(top_value(meta, "properties"), None);
-        assert_eq!(top_value("architecture: 'aarch64' # c\n", "architecture").as_deref(), Some("aarch64"));
+        assert_eq!(
+            top_value("architecture: 'aarch64' # c\n", "architecture").as_deref(),
+            Some("aarch64")
+        );
         assert_eq!(top_value("garbage\n\x00:::", "architecture"), None);
     }
 }

@@ -12,7 +12,10 @@ use crostini_proto::vm_tools::tremplin as pb;
 use pb::container_creation_progress::Status as Progress;
 use pb::create_container_response::Status;
 
-use super::{check_container_name, lookup_with_recovery, subscribe_operations, wait_op, CREATE_TIMEOUT, OP_TIMEOUT};
+use super::{
+    check_container_name, lookup_with_recovery, subscribe_operations, wait_op, CREATE_TIMEOUT,
+    OP_TIMEOUT,
+};
 use crate::daemon::{CreateGuard, Daemon, LXD_NOT_RUNNING};
 use crate::milestone::expand_image_server;
 
@@ -29,6 +32,9 @@ fn reply(status: Status, reason: impl Into<String>) -> pb::CreateContainerRespon
         failure_reason: reason.into(),
     }
 }
+
+/// Turns an LXD error text into the failure reason of the step that failed.
+type Classifier = Box<dyn Fn(&str) -> String + Send>;
 
 /// Where the image comes from.
 enum Source {
@@ -146,35 +152,34 @@ impl Daemon {
                 failure_reason: reason,
             }
         };
-        let (instance_source, classify): (InstanceSource, Box<dyn Fn(&str) -> String + Send>) =
-            match source {
-                Source::Server { server, alias } => {
-                    let server = match expand_image_server(&server, self.milestone) {
-                        Ok(s) => s,
-                        Err(e) => return failed(e),
-                    };
-                    if server.is_empty() || alias.is_empty() {
-                        return failed(format!(
-                            "failed to get image for alias {alias:?} on image server {server:?}: \
+        let (instance_source, classify): (InstanceSource, Classifier) = match source {
+            Source::Server { server, alias } => {
+                let server = match expand_image_server(&server, self.milestone) {
+                    Ok(s) => s,
+                    Err(e) => return failed(e),
+                };
+                if server.is_empty() || alias.is_empty() {
+                    return failed(format!(
+                        "failed to get image for alias {alias:?} on image server {server:?}: \
                              image server and alias must both be set"
-                        ));
-                    }
-                    let src = InstanceSource::simplestreams(&server, &alias);
-                    (
-                        src,
-                        Box::new(move |e: &str| classify_image_error(&server, &alias, e)),
-                    )
+                    ));
                 }
-                Source::Tarball { rootfs, metadata } => {
-                    match self.upload_split_image(client, &rootfs, &metadata).await {
-                        Ok(fingerprint) => (
-                            InstanceSource::local_fingerprint(&fingerprint),
-                            Box::new(|e: &str| format!("failed to create container: {e}")),
-                        ),
-                        Err(reason) => return failed(reason),
-                    }
+                let src = InstanceSource::simplestreams(&server, &alias);
+                (
+                    src,
+                    Box::new(move |e: &str| classify_image_error(&server, &alias, e)),
+                )
+            }
+            Source::Tarball { rootfs, metadata } => {
+                match self.upload_split_image(client, &rootfs, &metadata).await {
+                    Ok(fingerprint) => (
+                        InstanceSource::local_fingerprint(&fingerprint),
+                        Box::new(|e: &str| format!("failed to create container: {e}")),
+                    ),
+                    Err(reason) => return failed(reason),
                 }
-            };
+            }
+        };
         let mut post = InstancesPost::new(IN_PROGRESS_NAME, instance_source);
         if self.config.lxd_profile != "default" {
             post.put.profiles = Some(vec![self.config.lxd_profile.clone()]);
@@ -231,7 +236,9 @@ impl Daemon {
             .set_instance_metadata_property(IN_PROGRESS_NAME, CREATED_KEY, "true")
             .await
         {
-            return failed(format!("Error marking container as being a Tremplin container: {e}"));
+            return failed(format!(
+                "Error marking container as being a Tremplin container: {e}"
+            ));
         }
         let renamed = async {
             let op = client.rename_instance(IN_PROGRESS_NAME, name).await?;
@@ -257,7 +264,13 @@ impl Daemon {
         metadata: &std::path::Path,
     ) -> Result<String, String> {
         let op: Operation = client
-            .upload_split_image(metadata, rootfs, &ImageUpload::default(), |_| {}, &CancelToken::new())
+            .upload_split_image(
+                metadata,
+                rootfs,
+                &ImageUpload::default(),
+                |_| {},
+                &CancelToken::new(),
+            )
             .await
             .map_err(|e| format!("failed to import image: {e}"))?;
         let done = wait_op(client, &op)
@@ -292,8 +305,15 @@ mod tests {
             "crostini-test",
             "Failed getting image: Get \"https://127.0.0.1:1/streams/v1/index.json\": dial tcp 127.0.0.1:1: connect: connection refused",
         );
-        assert!(r.starts_with("failed to connect to simplestreams image server"), "{r}");
-        let r = classify_image_error("s", "nope", "Failed getting image: The requested image couldn't be found");
+        assert!(
+            r.starts_with("failed to connect to simplestreams image server"),
+            "{r}"
+        );
+        let r = classify_image_error(
+            "s",
+            "nope",
+            "Failed getting image: The requested image couldn't be found",
+        );
         assert!(r.starts_with("failed to get alias \"nope\""), "{r}");
         let r = classify_image_error("s", "a", "disk full");
         assert!(r.contains("disk full"), "{r}");

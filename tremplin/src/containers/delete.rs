@@ -18,7 +18,11 @@ fn reply(status: Status, reason: impl Into<String>) -> pb::DeleteContainerRespon
     }
 }
 
-fn progress(name: &str, status: Progress, reason: impl Into<String>) -> pb::ContainerDeletionProgress {
+fn progress(
+    name: &str,
+    status: Progress,
+    reason: impl Into<String>,
+) -> pb::ContainerDeletionProgress {
     pb::ContainerDeletionProgress {
         status: status as i32,
         container_name: name.to_string(),
@@ -27,13 +31,20 @@ fn progress(name: &str, status: Progress, reason: impl Into<String>) -> pb::Cont
 }
 
 /// Maps a final (or failed-to-follow) operation to the report.
-fn report_for(name: &str, op: Result<Operation, crostini_lxd::LxdError>) -> Result<(), pb::ContainerDeletionProgress> {
+fn report_for(
+    name: &str,
+    op: Result<Operation, crostini_lxd::LxdError>,
+) -> Result<(), pb::ContainerDeletionProgress> {
     match op {
         Ok(op) => match op.state() {
             OperationState::Success => Ok(()),
             OperationState::Cancelled => Err(progress(name, Progress::Cancelled, op.err)),
             OperationState::Failure => Err(progress(name, Progress::Failed, op.err)),
-            other => Err(progress(name, Progress::Unknown, format!("unexpected operation state {other:?}"))),
+            other => Err(progress(
+                name,
+                Progress::Unknown,
+                format!("unexpected operation state {other:?}"),
+            )),
         },
         Err(e) => Err(progress(name, Progress::Failed, e.to_string())),
     }
@@ -68,7 +79,11 @@ impl Daemon {
                     Err(report) => report,
                     Ok(()) => match client.delete_instance(&name).await {
                         Ok(op) => daemon.finish_delete(&client, &name, op).await,
-                        Err(e) => progress(&name, Progress::Failed, format!("failed to delete container: {e}")),
+                        Err(e) => progress(
+                            &name,
+                            Progress::Failed,
+                            format!("failed to delete container: {e}"),
+                        ),
                     },
                 };
                 let _ = daemon.listener.update_deletion_status(report).await;
@@ -86,7 +101,12 @@ impl Daemon {
         reply(Status::Deleting, "")
     }
 
-    async fn finish_delete(&self, client: &Client, name: &str, op: Operation) -> pb::ContainerDeletionProgress {
+    async fn finish_delete(
+        &self,
+        client: &Client,
+        name: &str,
+        op: Operation,
+    ) -> pb::ContainerDeletionProgress {
         let done = client.wait_final(&op.id, OP_TIMEOUT).await;
         match report_for(name, done) {
             Ok(()) => {

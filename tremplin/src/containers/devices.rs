@@ -10,7 +10,11 @@ use super::{check_container_name, wait_op};
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
 use crate::devices::{is_capture_device, scan_char_devices, CharDevice};
 
-fn reply(status: Status, reason: impl Into<String>, results: HashMap<String, i32>) -> pb::UpdateContainerDevicesResponse {
+fn reply(
+    status: Status,
+    reason: impl Into<String>,
+    results: HashMap<String, i32>,
+) -> pb::UpdateContainerDevicesResponse {
     pb::UpdateContainerDevicesResponse {
         status: status as i32,
         failure_reason: reason.into(),
@@ -68,8 +72,16 @@ impl Daemon {
         };
         let (instance, etag) = match client.instance(&name).await {
             Ok(v) => v,
-            Err(e) if e.is_not_found() => return reply(Status::NoSuchContainer, "", HashMap::new()),
-            Err(e) => return reply(Status::Failed, format!("failed to find container: {e}"), HashMap::new()),
+            Err(e) if e.is_not_found() => {
+                return reply(Status::NoSuchContainer, "", HashMap::new())
+            }
+            Err(e) => {
+                return reply(
+                    Status::Failed,
+                    format!("failed to find container: {e}"),
+                    HashMap::new(),
+                )
+            }
         };
         let mut put = instance.writable();
         let capture = scan_char_devices(&self.config.paths.dev_dir, is_capture_device);
@@ -87,7 +99,11 @@ impl Daemon {
                         *v = UpdateResult::UpdateFailed as i32;
                     }
                 }
-                reply(Status::Failed, format!("failed to update container devices: {e}"), results)
+                reply(
+                    Status::Failed,
+                    format!("failed to update container devices: {e}"),
+                    results,
+                )
             }
         }
     }
@@ -119,8 +135,12 @@ mod tests {
         assert_eq!(r["camera"], UpdateResult::NoSuchVmDevice as i32);
         assert_eq!(r["bogus"], UpdateResult::NoSuchVmDevice as i32);
         assert!(devices.contains_key("/dev/snd/pcmC0D0c"));
-        let disable: HashMap<String, i32> = [("microphone".to_string(), pb::VmDeviceAction::Disable as i32)].into();
-        assert_eq!(apply_updates(&mut devices, &disable, &[])["microphone"], UpdateResult::Success as i32);
+        let disable: HashMap<String, i32> =
+            [("microphone".to_string(), pb::VmDeviceAction::Disable as i32)].into();
+        assert_eq!(
+            apply_updates(&mut devices, &disable, &[])["microphone"],
+            UpdateResult::Success as i32
+        );
         assert!(devices.is_empty());
         assert_eq!(
             apply_updates(&mut devices, &disable, &[])["microphone"],

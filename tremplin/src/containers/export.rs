@@ -16,8 +16,8 @@ use crostini_proto::vm_tools::tremplin as pb;
 use pb::container_export_progress::Status as Progress;
 use pb::export_container_response::Status;
 
-use super::wait_op;
 use super::start::IdmapEntry;
+use super::wait_op;
 use crate::archive::{self, Flow, Outcome, Unshift};
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
 use crate::transactions::Transaction;
@@ -74,7 +74,9 @@ impl Daemon {
         };
         let daemon = self.clone();
         tokio::spawn(async move {
-            let last = daemon.run_export(&client, &name, &request.export_path, &tx).await;
+            let last = daemon
+                .run_export(&client, &name, &request.export_path, &tx)
+                .await;
             let _ = daemon.listener.update_export_status(last).await;
             tx.finish();
         });
@@ -86,12 +88,17 @@ impl Daemon {
         request: pb::CancelExportContainerRequest,
     ) -> pb::CancelExportContainerResponse {
         use pb::cancel_export_container_response::Status as S;
-        let status = if self.transactions.cancel(&request.in_progress_container_name) {
+        let status = if self
+            .transactions
+            .cancel(&request.in_progress_container_name)
+        {
             S::CancelQueued
         } else {
             S::OperationNotFound
         };
-        pb::CancelExportContainerResponse { status: status as i32 }
+        pb::CancelExportContainerResponse {
+            status: status as i32,
+        }
     }
 
     /// Background export; returns the final report.
@@ -193,7 +200,9 @@ impl Daemon {
         let unshift = if owner == 0 {
             Unshift::default()
         } else if crate::container_fs::IDENTITY_IDS.contains(&owner) {
-            return Err(format!("incorrect owner of container {name} root directory: {owner}"));
+            return Err(format!(
+                "incorrect owner of container {name} root directory: {owner}"
+            ));
         } else {
             idmap
         };
@@ -205,8 +214,12 @@ impl Daemon {
         tokio::task::spawn_blocking(move || {
             let (paths, totals) = archive::totals(&root)
                 .map_err(|e| format!("failed to scan {}: {e}", root.display()))?;
-            let file = std::fs::File::create(&out_path)
-                .map_err(|e| format!("failed to create export file as {}: {e}", out_path.display()))?;
+            let file = std::fs::File::create(&out_path).map_err(|e| {
+                format!(
+                    "failed to create export file as {}: {e}",
+                    out_path.display()
+                )
+            })?;
             let mut last_report: Option<Instant> = None;
             let mut cancelled = false;
             let report = |status: Progress, s: &archive::Streamed| pb::ContainerExportProgress {
@@ -229,14 +242,22 @@ impl Daemon {
                     return Ok(Flow::Stop);
                 }
                 handle
-                    .block_on(daemon.listener.update_export_status(report(Progress::ExportingStreaming, s)))
+                    .block_on(
+                        daemon
+                            .listener
+                            .update_export_status(report(Progress::ExportingStreaming, s)),
+                    )
                     .map_err(|e| std::io::Error::other(format!("progress report failed: {e}")))?;
                 Ok(Flow::Continue)
             })
             .map_err(|e| format!("failed to export {}: {e}", out_path.display()))?;
             match outcome {
                 Outcome::Done(s) => {
-                    tracing::info!("exported {name_owned} to {} ({} bytes)", out_path.display(), s.exported);
+                    tracing::info!(
+                        "exported {name_owned} to {} ({} bytes)",
+                        out_path.display(),
+                        s.exported
+                    );
                     Ok(report(Progress::Done, &s))
                 }
                 Outcome::Stopped(mut s) => {

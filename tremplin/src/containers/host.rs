@@ -52,10 +52,15 @@ impl Daemon {
                 }
                 for value in ["1", "0"] {
                     let arg = format!("net.ipv6.conf.{ifname}.disable_ipv6={value}");
-                    let req = ExecRequest::new(&["sysctl", "-w", arg.as_str()]).timeout(Duration::from_secs(10));
+                    let req = ExecRequest::new(&["sysctl", "-w", arg.as_str()])
+                        .timeout(Duration::from_secs(10));
                     match client.exec(&instance.name, &req).await {
                         Ok(out) if out.exit_code == 0 => {}
-                        Ok(out) => tracing::warn!("sysctl -w {arg} in {} exited {}", instance.name, out.exit_code),
+                        Ok(out) => tracing::warn!(
+                            "sysctl -w {arg} in {} exited {}",
+                            instance.name,
+                            out.exit_code
+                        ),
                         Err(e) => tracing::warn!("sysctl -w {arg} in {}: {e}", instance.name),
                     }
                 }
@@ -64,7 +69,10 @@ impl Daemon {
         Ok(pb::HostNetworkChangedResponse {})
     }
 
-    pub async fn get_debug_info(&self, _request: pb::GetDebugInfoRequest) -> pb::GetDebugInfoResponse {
+    pub async fn get_debug_info(
+        &self,
+        _request: pb::GetDebugInfoRequest,
+    ) -> pb::GetDebugInfoResponse {
         let Some(client) = self.lxd() else {
             return pb::GetDebugInfoResponse {
                 debug_information: "LXD not running".to_string(),
@@ -86,7 +94,9 @@ mod tests {
     fn global_unicast_detection() {
         assert!(is_global_unicast_v6("2001:db8::1"));
         assert!(is_global_unicast_v6("2a00:1450::5"));
-        for no in ["fe80::1", "::1", "::", "fd00::1", "ff02::1", "garbage", "10.0.0.1"] {
+        for no in [
+            "fe80::1", "::1", "::", "fd00::1", "ff02::1", "garbage", "10.0.0.1",
+        ] {
             assert!(!is_global_unicast_v6(no), "{no}");
         }
     }

@@ -29,8 +29,9 @@ fn reply(status: Status, reason: impl Into<String>) -> pb::ImportContainerRespon
 
 /// Free bytes for unprivileged use on the file system holding `path`.
 pub fn free_space(path: &Path) -> Result<u64, String> {
-    let st = nix::sys::statvfs::statvfs(path).map_err(|e| format!("statfs {}: {e}", path.display()))?;
-    Ok(u64::from(st.blocks_available()).saturating_mul(st.fragment_size()))
+    let st =
+        nix::sys::statvfs::statvfs(path).map_err(|e| format!("statfs {}: {e}", path.display()))?;
+    Ok(st.blocks_available().saturating_mul(st.fragment_size()))
 }
 
 impl Daemon {
@@ -53,7 +54,9 @@ impl Daemon {
         };
         let daemon = self.clone();
         tokio::spawn(async move {
-            let last = daemon.run_import(&client, &name, &request.import_path, &tx).await;
+            let last = daemon
+                .run_import(&client, &name, &request.import_path, &tx)
+                .await;
             let _ = daemon.listener.update_import_status(last).await;
             tx.finish();
         });
@@ -65,12 +68,17 @@ impl Daemon {
         request: pb::CancelImportContainerRequest,
     ) -> pb::CancelImportContainerResponse {
         use pb::cancel_import_container_response::Status as S;
-        let status = if self.transactions.cancel(&request.in_progress_container_name) {
+        let status = if self
+            .transactions
+            .cancel(&request.in_progress_container_name)
+        {
             S::CancelQueued
         } else {
             S::OperationNotFound
         };
-        pb::CancelImportContainerResponse { status: status as i32 }
+        pb::CancelImportContainerResponse {
+            status: status as i32,
+        }
     }
 
     async fn run_import(
@@ -101,10 +109,11 @@ impl Daemon {
         }
         // Architecture (§8.10 step 2).
         let arch_path = path.clone();
-        let image_arch = tokio::task::spawn_blocking(move || archive::image_architecture(&arch_path))
-            .await
-            .ok()
-            .flatten();
+        let image_arch =
+            tokio::task::spawn_blocking(move || archive::image_architecture(&arch_path))
+                .await
+                .ok()
+                .flatten();
         let local = std::env::consts::ARCH;
         match &image_arch {
             Some(arch) if !archive::accepted_architectures(local).contains(&arch.as_str()) => {
@@ -116,7 +125,10 @@ impl Daemon {
                 };
             }
             Some(_) => {}
-            None => tracing::info!("{}: no metadata.yaml first; skipping the architecture check", path.display()),
+            None => tracing::info!(
+                "{}: no metadata.yaml first; skipping the architecture check",
+                path.display()
+            ),
         }
         // Space (§8.10 step 3).
         let (compressed, isize) = match archive::gzip_isize(&path) {
@@ -130,7 +142,9 @@ impl Daemon {
                     return pb::ContainerImportProgress {
                         disk_space_available_bytes: available,
                         disk_space_required_bytes: required,
-                        failure_reason: format!("not enough space: {required} bytes required, {available} available"),
+                        failure_reason: format!(
+                            "not enough space: {required} bytes required, {available} available"
+                        ),
                         ..progress(Progress::FailedSpace)
                     };
                 }
@@ -159,14 +173,19 @@ impl Daemon {
         };
         let mut last_percent: Option<u32> = None;
         let upload = client
-            .upload_image(&path, &ImageUpload::default(), move |t| {
-                if let Some(p) = t.percent() {
-                    if last_percent != Some(p) {
-                        last_percent = Some(p);
-                        let _ = ptx.send(p);
+            .upload_image(
+                &path,
+                &ImageUpload::default(),
+                move |t| {
+                    if let Some(p) = t.percent() {
+                        if last_percent != Some(p) {
+                            last_percent = Some(p);
+                            let _ = ptx.send(p);
+                        }
                     }
-                }
-            }, &tx.cancel)
+                },
+                &tx.cancel,
+            )
             .await;
         let _ = forwarder.await;
         let op = match upload {
@@ -177,7 +196,10 @@ impl Daemon {
         // Step 5: fingerprint; the image is deleted when the import ends.
         let done = client.wait_final(&op.id, OP_TIMEOUT).await;
         let fingerprint = match &done {
-            Ok(op) => op.metadata_str("fingerprint").filter(|f| !f.is_empty()).map(str::to_string),
+            Ok(op) => op
+                .metadata_str("fingerprint")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
             Err(_) => None,
         };
         let Some(fingerprint) = fingerprint else {
@@ -229,7 +251,8 @@ impl Daemon {
         if let Err(e) = self.delete_helper(client, IMPORT_NAME).await {
             return failed(format!("failed to delete old {IMPORT_NAME}: {e}"));
         }
-        let mut post = InstancesPost::new(IMPORT_NAME, InstanceSource::local_fingerprint(fingerprint));
+        let mut post =
+            InstancesPost::new(IMPORT_NAME, InstanceSource::local_fingerprint(fingerprint));
         if self.config.lxd_profile != "default" {
             post.put.profiles = Some(vec![self.config.lxd_profile.clone()]);
         }
@@ -242,7 +265,9 @@ impl Daemon {
         let last = loop {
             match updates.next().await {
                 None => return failed("LXD operation ended without a final state".to_string()),
-                Some(Err(e)) => return failed(format!("failed to create container from image: {e}")),
+                Some(Err(e)) => {
+                    return failed(format!("failed to create container from image: {e}"))
+                }
                 Some(Ok(op)) if op.is_final() => break op,
                 Some(Ok(op)) => {
                     if let Some(p) = parse_progress_object(&op.metadata).filter(|p| p.is_unpack()) {
@@ -259,7 +284,10 @@ impl Daemon {
             }
         };
         if last.state() != OperationState::Success {
-            return failed(format!("failed to create container from image: {}", last.err));
+            return failed(format!(
+                "failed to create container from image: {}",
+                last.err
+            ));
         }
         if tx.cancel_pending() {
             return progress(Progress::Cancelled);

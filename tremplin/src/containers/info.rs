@@ -8,7 +8,11 @@ use super::check_container_name;
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
 use crate::ipv4;
 
-fn reply(status: Status, reason: impl Into<String>, ipv4_address: u32) -> pb::GetContainerInfoResponse {
+fn reply(
+    status: Status,
+    reason: impl Into<String>,
+    ipv4_address: u32,
+) -> pb::GetContainerInfoResponse {
     pb::GetContainerInfoResponse {
         status: status as i32,
         failure_reason: reason.into(),
@@ -26,7 +30,11 @@ pub fn info_from_state(name: &str, state: &InstanceState) -> pb::GetContainerInf
         );
     }
     let Some(eth0) = state.network.as_ref().and_then(|n| n.get("eth0")) else {
-        return reply(Status::Failed, format!("failed to get eth0 for container {name}"), 0);
+        return reply(
+            Status::Failed,
+            format!("failed to get eth0 for container {name}"),
+            0,
+        );
     };
     match eth0.addresses.iter().find(|a| a.family == "inet") {
         None => reply(Status::Running, "", 0),
@@ -38,17 +46,28 @@ pub fn info_from_state(name: &str, state: &InstanceState) -> pb::GetContainerInf
 }
 
 impl Daemon {
-    pub async fn get_container_info(&self, request: pb::GetContainerInfoRequest) -> pb::GetContainerInfoResponse {
+    pub async fn get_container_info(
+        &self,
+        request: pb::GetContainerInfoRequest,
+    ) -> pb::GetContainerInfoResponse {
         let name = request.container_name;
         if let Err(e) = check_container_name(&name) {
-            return reply(Status::NotFound, format!("failed to find container: {e}"), 0);
+            return reply(
+                Status::NotFound,
+                format!("failed to find container: {e}"),
+                0,
+            );
         }
         let Some(client) = self.lxd() else {
             return reply(Status::NotFound, LXD_NOT_RUNNING, 0);
         };
         match client.instance_state(&name).await {
             Ok(state) => info_from_state(&name, &state),
-            Err(e) => reply(Status::NotFound, format!("failed to find container: {e}"), 0),
+            Err(e) => reply(
+                Status::NotFound,
+                format!("failed to find container: {e}"),
+                0,
+            ),
         }
     }
 }
@@ -79,14 +98,20 @@ mod tests {
 
     #[test]
     fn running_with_ipv4_is_encoded_little_endian() {
-        let r = info_from_state("c", &state(103, &[("inet6", "fe80::1"), ("inet", "100.115.92.2")]));
+        let r = info_from_state(
+            "c",
+            &state(103, &[("inet6", "fe80::1"), ("inet", "100.115.92.2")]),
+        );
         assert_eq!(r.status, Status::Running as i32);
         assert_eq!(r.ipv4_address, 0x025C_7364);
     }
 
     #[test]
     fn stopped_no_eth0_no_address() {
-        assert_eq!(info_from_state("c", &state(102, &[])).status, Status::Stopped as i32);
+        assert_eq!(
+            info_from_state("c", &state(102, &[])).status,
+            Status::Stopped as i32
+        );
         let no_eth0 = InstanceState {
             status_code: 103,
             network: Some(Default::default()),
@@ -95,6 +120,9 @@ mod tests {
         assert_eq!(info_from_state("c", &no_eth0).status, Status::Failed as i32);
         let r = info_from_state("c", &state(103, &[("inet6", "fe80::1")]));
         assert_eq!((r.status, r.ipv4_address), (Status::Running as i32, 0));
-        assert_eq!(info_from_state("c", &state(103, &[("inet", "x")])).status, Status::Failed as i32);
+        assert_eq!(
+            info_from_state("c", &state(103, &[("inet", "x")])).status,
+            Status::Failed as i32
+        );
     }
 }

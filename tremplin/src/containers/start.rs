@@ -13,7 +13,9 @@ use pb::start_container_response::Status;
 use serde::Deserialize;
 
 use super::create::SETUP_FINISHED_KEY;
-use super::{check_container_name, lookup_with_recovery, wait_op, OP_TIMEOUT, RECOVER_SUFFIX, REMAP_SUFFIX};
+use super::{
+    check_container_name, lookup_with_recovery, wait_op, OP_TIMEOUT, RECOVER_SUFFIX, REMAP_SUFFIX,
+};
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
 use crate::devices::{is_capture_device, scan_char_devices};
 use crate::os_release::{cros_list, parse_os_release, OsRelease};
@@ -102,7 +104,8 @@ impl Daemon {
                 Ok(None) => reply(Status::Running, ""),
                 Ok(Some(value)) => {
                     let mut put = instance.writable();
-                    put.config.insert(PRIVILEGED_KEY.to_string(), value.to_string());
+                    put.config
+                        .insert(PRIVILEGED_KEY.to_string(), value.to_string());
                     let r = async {
                         let op = client.update_instance(&name, &put, etag.as_deref()).await?;
                         wait_op(&client, &op).await
@@ -110,7 +113,10 @@ impl Daemon {
                     .await;
                     match r {
                         Ok(_) => reply(Status::Running, ""),
-                        Err(e) => reply(Status::Failed, format!("failed to update privilege level: {e}")),
+                        Err(e) => reply(
+                            Status::Failed,
+                            format!("failed to update privilege level: {e}"),
+                        ),
                     }
                 }
             };
@@ -127,7 +133,12 @@ impl Daemon {
         }
         let remap = match remap_needed(&instance.expanded_config) {
             Ok(r) => r,
-            Err(e) => return reply(Status::Failed, format!("failed to check if id remap required: {e}")),
+            Err(e) => {
+                return reply(
+                    Status::Failed,
+                    format!("failed to check if id remap required: {e}"),
+                )
+            }
         };
         if remap {
             response.status = Status::Remapping as i32;
@@ -361,12 +372,18 @@ mod tests {
         assert_eq!(privileged_value(0), Ok(None));
         assert_eq!(privileged_value(1), Ok(Some("false")));
         assert_eq!(privileged_value(2), Ok(Some("true")));
-        assert_eq!(privileged_value(7), Err("bad privilege level value: 7".to_string()));
+        assert_eq!(
+            privileged_value(7),
+            Err("bad privilege level value: 7".to_string())
+        );
         assert!(privileged_value(-1).is_err());
     }
 
     fn config(pairs: &[(&str, &str)]) -> crostini_lxd::types::Config {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -375,11 +392,30 @@ mod tests {
         let b = r#"[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":1000}]"#;
         let key_last = "volatile.last_state.idmap";
         let key_next = "volatile.idmap.next";
-        assert_eq!(remap_needed(&config(&[(key_last, "[]"), (key_next, a)])), Ok(false), "empty last map");
-        assert_eq!(remap_needed(&config(&[(key_last, a), (key_next, a)])), Ok(false));
-        assert_eq!(remap_needed(&config(&[(key_last, a), (key_next, b)])), Ok(true));
-        assert!(remap_needed(&config(&[(key_next, a)])).is_err(), "missing key");
-        assert!(remap_needed(&config(&[(key_last, "{"), (key_next, a)])).is_err(), "bad JSON");
-        assert_eq!(remap_needed(&config(&[(key_last, "null"), (key_next, a)])), Ok(false));
+        assert_eq!(
+            remap_needed(&config(&[(key_last, "[]"), (key_next, a)])),
+            Ok(false),
+            "empty last map"
+        );
+        assert_eq!(
+            remap_needed(&config(&[(key_last, a), (key_next, a)])),
+            Ok(false)
+        );
+        assert_eq!(
+            remap_needed(&config(&[(key_last, a), (key_next, b)])),
+            Ok(true)
+        );
+        assert!(
+            remap_needed(&config(&[(key_next, a)])).is_err(),
+            "missing key"
+        );
+        assert!(
+            remap_needed(&config(&[(key_last, "{"), (key_next, a)])).is_err(),
+            "bad JSON"
+        );
+        assert_eq!(
+            remap_needed(&config(&[(key_last, "null"), (key_next, a)])),
+            Ok(false)
+        );
     }
 }

@@ -49,11 +49,16 @@ impl Daemon {
                 let (status, reason) = match update {
                     Err(e) => (Progress::Failed, e.to_string()),
                     Ok(op) => match op.state() {
-                        OperationState::Pending | OperationState::Running => (Progress::Stopping, String::new()),
+                        OperationState::Pending | OperationState::Running => {
+                            (Progress::Stopping, String::new())
+                        }
                         OperationState::Success => (Progress::Stopped, String::new()),
                         OperationState::Cancelled => (Progress::Cancelled, op.err),
                         OperationState::Failure => (Progress::Failed, op.err),
-                        OperationState::Other(code) => (Progress::Unknown, format!("unexpected operation status {code}")),
+                        OperationState::Other(code) => (
+                            Progress::Unknown,
+                            format!("unexpected operation status {code}"),
+                        ),
                     },
                 };
                 let _ = daemon

@@ -23,7 +23,14 @@ impl Daemon {
         };
         let mut response = pb::SetTimezoneResponse::default();
         for name in &request.container_names {
-            match set_one(&client, name, &request.timezone_name, &request.posix_tz_string).await {
+            match set_one(
+                &client,
+                name,
+                &request.timezone_name,
+                &request.posix_tz_string,
+            )
+            .await
+            {
                 Ok(()) => response.successes += 1,
                 Err(reason) => response.failure_reasons.push(reason),
             }
@@ -41,7 +48,8 @@ async fn set_one(client: &Client, name: &str, tz_name: &str, posix: &str) -> Res
         .await
         .map_err(|e| format!("could not get container {name}: {e}"))?;
     let mut errors = Vec::new();
-    let exec = ExecRequest::new(&["timedatectl", "set-timezone", tz_name]).timeout(Duration::from_secs(30));
+    let exec = ExecRequest::new(&["timedatectl", "set-timezone", tz_name])
+        .timeout(Duration::from_secs(30));
     match client.exec(name, &exec).await {
         Ok(out) if out.exit_code == 0 => {
             if instance.config.contains_key(TZ_KEY) {
@@ -59,10 +67,14 @@ async fn set_one(client: &Client, name: &str, tz_name: &str, posix: &str) -> Res
             out.stderr_str().trim(),
             out.exit_code
         )),
-        Err(e) => errors.push(format!("setting timezone by name failed: (error: {e}, return code: -1)")),
+        Err(e) => errors.push(format!(
+            "setting timezone by name failed: (error: {e}, return code: -1)"
+        )),
     }
     if posix.is_empty() {
-        errors.push("setting timezone by TZ variable failed: no POSIX TZ string provided".to_string());
+        errors.push(
+            "setting timezone by TZ variable failed: no POSIX TZ string provided".to_string(),
+        );
     } else {
         let mut put = instance.writable();
         put.config.insert(TZ_KEY.to_string(), posix.to_string());

@@ -50,7 +50,12 @@ fn run_script(name: &str) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Runs ensure-lxd.sh and build-image.sh once per test binary; returns the LXD socket.
@@ -101,7 +106,10 @@ impl ImageServer {
                 break;
             }
         }
-        assert!(!url.is_empty() && !alias.is_empty(), "simplestreams.py did not start");
+        assert!(
+            !url.is_empty() && !alias.is_empty(),
+            "simplestreams.py did not start"
+        );
         ImageServer {
             child,
             url,
@@ -132,7 +140,14 @@ pub struct Harness {
 
 pub fn paths_args(dir: &Path) -> Vec<String> {
     let p = |s: &str| dir.join(s).display().to_string();
-    for d in ["shared", "tokens", "cros-containers", "fonts", "external", "stateful"] {
+    for d in [
+        "shared",
+        "tokens",
+        "cros-containers",
+        "fonts",
+        "external",
+        "stateful",
+    ] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
     std::fs::write(
@@ -186,7 +201,9 @@ impl Harness {
         args.extend(paths_args(dir.path()));
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let config = Config::from_args(args).expect("config");
-        let tremplin = RunningTremplin::start(config).await.expect("tremplin starts");
+        let tremplin = RunningTremplin::start(config)
+            .await
+            .expect("tremplin starts");
         let client = crostini_host::clients::tremplin(tremplin.local_address()).expect("client");
         Harness {
             host,
@@ -199,7 +216,11 @@ impl Harness {
     }
 
     pub fn address(&self) -> Address {
-        self.tremplin.as_ref().expect("running").local_address().clone()
+        self.tremplin
+            .as_ref()
+            .expect("running")
+            .local_address()
+            .clone()
     }
 
     /// StartLxd → STARTING (or ALREADY_RUNNING) and, for STARTING, the STARTED report.
@@ -207,15 +228,23 @@ impl Harness {
         let from = self.host.state.events.next_seq();
         let r = self
             .client
-            .start_lxd(pb::StartLxdRequest { reset_lxd_db: false })
+            .start_lxd(pb::StartLxdRequest {
+                reset_lxd_db: false,
+            })
             .await
             .expect("StartLxd")
             .into_inner();
         if r.status == pb::start_lxd_response::Status::Starting as i32 {
             let e = self
-                .wait_from(from, |p| matches!(p, Payload::UpdateStartLxdStatus(_)), LONG)
+                .wait_from(
+                    from,
+                    |p| matches!(p, Payload::UpdateStartLxdStatus(_)),
+                    LONG,
+                )
                 .await;
-            let Payload::UpdateStartLxdStatus(p) = &e.payload else { unreachable!() };
+            let Payload::UpdateStartLxdStatus(p) = &e.payload else {
+                unreachable!()
+            };
             assert_eq!(
                 p.status,
                 pb::start_lxd_progress::Status::Started as i32,
@@ -223,11 +252,20 @@ impl Harness {
                 p.failure_reason
             );
         } else {
-            assert_eq!(r.status, pb::start_lxd_response::Status::AlreadyRunning as i32, "{r:?}");
+            assert_eq!(
+                r.status,
+                pb::start_lxd_response::Status::AlreadyRunning as i32,
+                "{r:?}"
+            );
         }
     }
 
-    pub async fn wait_from(&self, from: u64, f: impl Fn(&Payload) -> bool, timeout: Duration) -> Event {
+    pub async fn wait_from(
+        &self,
+        from: u64,
+        f: impl Fn(&Payload) -> bool,
+        timeout: Duration,
+    ) -> Event {
         self.host
             .wait_for_from(from, |e| f(&e.payload), timeout)
             .await
@@ -275,9 +313,17 @@ impl Harness {
             .await
             .expect("CreateContainer")
             .into_inner();
-        assert_eq!(r.status, pb::create_container_response::Status::Creating as i32, "{r:?}");
-        let e = self.wait_from(from, |p| is_final_create(p, name), LONG).await;
-        let Payload::UpdateCreateStatus(p) = &e.payload else { unreachable!() };
+        assert_eq!(
+            r.status,
+            pb::create_container_response::Status::Creating as i32,
+            "{r:?}"
+        );
+        let e = self
+            .wait_from(from, |p| is_final_create(p, name), LONG)
+            .await;
+        let Payload::UpdateCreateStatus(p) = &e.payload else {
+            unreachable!()
+        };
         assert_eq!(
             p.status,
             pb::container_creation_progress::Status::Created as i32,
@@ -300,7 +346,11 @@ impl Harness {
             .await
             .expect("StartContainer")
             .into_inner();
-        assert_eq!(r.status, pb::start_container_response::Status::Starting as i32, "{r:?}");
+        assert_eq!(
+            r.status,
+            pb::start_container_response::Status::Starting as i32,
+            "{r:?}"
+        );
         let e = self
             .wait_from(
                 from,
@@ -308,8 +358,15 @@ impl Harness {
                 LONG,
             )
             .await;
-        let Payload::UpdateStartStatus(s) = &e.payload else { unreachable!() };
-        assert_eq!(s.status, pb::container_start_progress::Status::Started as i32, "start failed: {}", s.failure_reason);
+        let Payload::UpdateStartStatus(s) = &e.payload else {
+            unreachable!()
+        };
+        assert_eq!(
+            s.status,
+            pb::container_start_progress::Status::Started as i32,
+            "start failed: {}",
+            s.failure_reason
+        );
         r
     }
 
