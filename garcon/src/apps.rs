@@ -66,9 +66,10 @@ pub struct ScanResult {
 pub fn scan(application_dirs: &[PathBuf], filter: &FilterContext) -> ScanResult {
     let mut result = ScanResult::default();
     let mut claimed: HashSet<String> = HashSet::new();
+    let mut buffer = Vec::new();
     for root in application_dirs {
         for path in desktop_files_under(root) {
-            let entry = match DesktopEntry::from_file(&path) {
+            let entry = match DesktopEntry::from_file_with_buffer(&path, &mut buffer) {
                 Ok(entry) => entry,
                 Err(err) => {
                     tracing::warn!("skipping desktop file: {err}");
@@ -204,51 +205,11 @@ fn base_name(path: &str) -> &str {
     trimmed.rsplit('/').next().unwrap_or(trimmed)
 }
 
-/// The first argument of the Exec expansion of garcon-service §5.1.3 with an empty file list.
+/// The first argument of the Exec expansion (garcon-service §5.1.3) with no files.
 fn exec_argv0(entry: &DesktopEntry, desktop_file: &Path) -> Option<String> {
-    let mut arg = String::new();
-    let mut in_quotes = false;
-    let mut escape_next = false;
-    let mut field_code_next = false;
-    // Returns Some(argument) as soon as the first argument is complete.
-    for c in entry.exec.chars() {
-        if escape_next {
-            arg.push(c);
-            escape_next = false;
-        } else if c == '"' {
-            if in_quotes && !arg.is_empty() {
-                return Some(arg);
-            }
-            in_quotes = !in_quotes;
-        } else if in_quotes {
-            if c == '\\' {
-                escape_next = true;
-            } else {
-                arg.push(c);
-            }
-        } else if field_code_next {
-            field_code_next = false;
-            match c {
-                '%' => arg.push('%'),
-                'F' | 'U' if !arg.is_empty() => return Some(arg),
-                'i' if !arg.is_empty() => return Some(arg),
-                'i' if !entry.icon.is_empty() => return Some("--icon".to_owned()),
-                'c' => arg.push_str(entry.unlocalized_name()),
-                'k' => arg.push_str(&desktop_file.to_string_lossy()),
-                // %f %u append the (absent) first file; others are dropped.
-                _ => {}
-            }
-        } else if c == ' ' {
-            if !arg.is_empty() {
-                return Some(arg);
-            }
-        } else if c == '%' {
-            field_code_next = true;
-        } else {
-            arg.push(c);
-        }
-    }
-    (!arg.is_empty()).then_some(arg)
+    crate::exec::expand_entry_exec(entry, desktop_file, &[])
+        .into_iter()
+        .next()
 }
 
 /// Maps a scanned entry to the proto `Application` (garcon-host §4.3). Localized values are

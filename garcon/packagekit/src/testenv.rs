@@ -172,14 +172,45 @@ impl TestEnv {
             self.packagekitd_pid().expect("packagekitd pid"),
             Signal::SIGKILL,
         );
+        self.wait_name_gone("org.freedesktop.PackageKit");
     }
 
-    /// Stops polkitd (SIGTERM, by PID) and waits until it is gone.
+    /// Stops polkitd (SIGTERM, by PID) and waits until it is gone, including its bus name.
     pub fn stop_polkitd(&self) {
         kill_and_wait(
             self.pid("POLKITD_PID").expect("polkitd pid"),
             Signal::SIGTERM,
         );
+        self.wait_name_gone("org.freedesktop.PolicyKit1");
+    }
+
+    /// Whether `name` has an owner on the private bus.
+    pub fn has_owner(&self, name: &str) -> bool {
+        let output = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.address))
+            .args([
+                "--print-reply",
+                "--reply-timeout=2000",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+            ])
+            .arg(format!("string:{name}"))
+            .output()
+            .expect("run dbus-send");
+        String::from_utf8_lossy(&output.stdout).contains("boolean true")
+    }
+
+    /// Waits until the bus has dropped `name` (the owner's exit is noticed asynchronously).
+    fn wait_name_gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.has_owner(name) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} still owned 10 s after its daemon exited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts whatever daemons of `options` are not running (e.g. packagekitd after a kill).

@@ -257,9 +257,6 @@ impl Transaction {
         .await
         .map_err(GeneralError::Subscribe)?;
 
-        let (tx, events) = mpsc::unbounded_channel();
-        let pump = tokio::spawn(pump(signal_stream, owner_stream, owner.clone(), tx));
-
         let proxy = TransactionProxy::builder(&conn)
             .destination(owner.clone())
             .and_then(|b| b.path(path.clone()))
@@ -269,6 +266,9 @@ impl Transaction {
             .await
             .map_err(|e| GeneralError::Subscribe(e.into()))?;
 
+        // From here on the pump belongs to `transaction`, whose drop aborts it on any early return.
+        let (tx, events) = mpsc::unbounded_channel();
+        let pump = tokio::spawn(pump(signal_stream, owner_stream, owner.clone(), tx));
         let mut transaction = Self {
             method: request.method(),
             path,

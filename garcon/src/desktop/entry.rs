@@ -107,6 +107,15 @@ pub enum DesktopEntryError {
 impl DesktopEntry {
     /// Reads and parses a desktop file: extension check, 10 MiB limit, lossy UTF-8, validity.
     pub fn from_file(path: &Path) -> Result<Self, DesktopEntryError> {
+        Self::from_file_with_buffer(path, &mut Vec::new())
+    }
+
+    /// [`DesktopEntry::from_file`] reading through a caller-provided buffer, so that a scan of
+    /// thousands of files reuses one allocation.
+    pub fn from_file_with_buffer(
+        path: &Path,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Self, DesktopEntryError> {
         if !has_desktop_extension(path) {
             return Err(DesktopEntryError::NotDesktopFile { path: path.into() });
         }
@@ -114,27 +123,28 @@ impl DesktopEntry {
             path: path.into(),
             source,
         };
+        buffer.clear();
         let file = std::fs::File::open(path).map_err(read_err)?;
         // Size hint so that a typical file is read with one syscall; the limit is enforced by
         // `take` whatever the metadata says.
         let hint = file
             .metadata()
             .map_or(0, |m| m.len().min(MAX_DESKTOP_FILE_SIZE));
-        let mut bytes = Vec::with_capacity(hint as usize + 1);
+        buffer.reserve(hint as usize + 1);
         file.take(MAX_DESKTOP_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
+            .read_to_end(buffer)
             .map_err(read_err)?;
-        if bytes.len() as u64 > MAX_DESKTOP_FILE_SIZE {
+        if buffer.len() as u64 > MAX_DESKTOP_FILE_SIZE {
             return Err(DesktopEntryError::TooLarge { path: path.into() });
         }
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => {
+        let parsed = match std::str::from_utf8(buffer) {
+            Ok(text) => Self::parse_text(text),
+            Err(_) => {
                 tracing::warn!(path = %path.display(), "desktop file is not valid UTF-8; decoding lossily");
-                String::from_utf8_lossy(err.as_bytes()).into_owned()
+                Self::parse_text(&String::from_utf8_lossy(buffer))
             }
         };
-        Self::parse_text(&text).map_err(|reason| DesktopEntryError::Invalid {
+        parsed.map_err(|reason| DesktopEntryError::Invalid {
             path: path.into(),
             reason,
         })
