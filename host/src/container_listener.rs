@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use crostini_common::{request_peer, Address, Peer};
+use crostini_common::{Address, Peer};
 use crostini_proto::vm_tools::container::{
     self as ct, container_listener_server::ContainerListener,
 };
 use crostini_proto::vm_tools::EmptyMessage;
 use tonic::{Request, Response, Status};
 
-use crate::events::Payload;
 use crate::registry::ContainerRecord;
-use crate::state::HostState;
+use crate::state::{handle, HostState};
 
 /// The metric names Termina's default container may report (garcon-host §13).
 const KNOWN_METRICS: [&str; 4] = [
@@ -152,16 +151,6 @@ fn known_status<E: TryFrom<i32>>(status: i32) -> Result<(), Status> {
     E::try_from(status)
         .map(|_| ())
         .map_err(|_| Status::failed_precondition("Invalid status field in protobuf request"))
-}
-
-/// The usual shape: run `check`, record the call, answer.
-macro_rules! handle {
-    ($self:ident, $req:ident, $variant:ident, |$peer:ident, $msg:ident| $check:expr) => {{
-        let $peer = request_peer(&$req);
-        let $msg = $req.into_inner();
-        let verdict = $check;
-        $self.state.answer(&$peer, Payload::$variant($msg), verdict)
-    }};
 }
 
 #[tonic::async_trait]

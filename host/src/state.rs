@@ -99,6 +99,20 @@ impl HostState {
     }
 }
 
+/// The shape of every listener handler: take the peer and the message, run `check` (which
+/// yields the verdict), record the call with its verdict, answer.
+macro_rules! handle {
+    ($self:ident, $req:ident, $variant:ident, |$peer:ident, $msg:ident| $check:expr) => {{
+        let $peer = crostini_common::request_peer(&$req);
+        let $msg = $req.into_inner();
+        let verdict = $check;
+        $self
+            .state
+            .answer(&$peer, crate::events::Payload::$variant($msg), verdict)
+    }};
+}
+pub(crate) use handle;
+
 pub fn describe_peer(peer: &Peer) -> String {
     match peer {
         Peer::Vsock { cid, port } => format!("vsock:{cid}:{port}"),

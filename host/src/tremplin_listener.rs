@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use crostini_common::{request_peer, Peer};
+use crostini_common::Peer;
 use crostini_proto::vm_tools::tremplin::{
     self as tp, tremplin_listener_server::TremplinListener, EmptyMessage,
 };
 use tonic::{Request, Response, Status};
 
-use crate::events::Payload;
-use crate::state::HostState;
+use crate::state::{handle, HostState};
 
 pub struct TremplinListenerService {
     state: Arc<HostState>,
@@ -43,15 +42,6 @@ fn status_in<E: TryFrom<i32>>(status: i32) -> Result<EmptyMessage, Status> {
     E::try_from(status)
         .map(|_| EmptyMessage {})
         .map_err(|_| Status::failed_precondition(format!("Invalid status {status}")))
-}
-
-macro_rules! handle {
-    ($self:ident, $req:ident, $variant:ident, |$peer:ident, $msg:ident| $check:expr) => {{
-        let $peer = request_peer(&$req);
-        let $msg = $req.into_inner();
-        let verdict = $check;
-        $self.state.answer(&$peer, Payload::$variant($msg), verdict)
-    }};
 }
 
 #[tonic::async_trait]

@@ -14,14 +14,25 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn assert_clear_failure(name: &str, status: std::process::ExitStatus, stderr: &str, needle: &str) {
     assert!(!status.success(), "{name} must fail; stderr:\n{stderr}");
-    assert!(status.code().is_some(), "{name} died of a signal; stderr:\n{stderr}");
+    assert!(
+        status.code().is_some(),
+        "{name} died of a signal; stderr:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{name} panicked:\n{stderr}");
-    assert!(stderr.contains(needle), "{name} stderr lacks {needle:?}:\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{name} stderr lacks {needle:?}:\n{stderr}"
+    );
 }
 
 #[test]
 fn malformed_addresses_name_the_accepted_forms() {
-    for (name, flag) in [("tremplin", "--listen"), ("tremplin", "--host-address"), ("garcon", "--host-address"), ("garcon", "--listen")] {
+    for (name, flag) in [
+        ("tremplin", "--listen"),
+        ("tremplin", "--host-address"),
+        ("garcon", "--host-address"),
+        ("garcon", "--listen"),
+    ] {
         let mut args = vec![flag, "vsock://host:1"];
         if name == "tremplin" {
             args.extend(["--lxd_subnet", "100.115.92.1/24"]);
@@ -40,7 +51,14 @@ fn tremplin_exits_non_zero_when_the_host_is_unreachable() {
     let listen = Address::unix(dir.path().join("tremplin.sock")).to_string();
     let (status, stderr) = run_to_exit(
         "tremplin",
-        &["--listen", &listen, "--host-address", &host, "--lxd_subnet", "100.115.92.1/24"],
+        &[
+            "--listen",
+            &listen,
+            "--host-address",
+            &host,
+            "--lxd_subnet",
+            "100.115.92.1/24",
+        ],
         Duration::from_secs(90),
     );
     assert_clear_failure("tremplin", status, &stderr, "nobody-listens.sock");
@@ -75,7 +93,11 @@ async fn garcon_retries_container_ready_until_the_host_appears() {
     .collect();
     let mut garcon = Daemon::spawn("garcon", &args, dir.path());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(garcon.is_running(), "garcon gave up too early:\n{}", garcon.stderr());
+    assert!(
+        garcon.is_running(),
+        "garcon gave up too early:\n{}",
+        garcon.stderr()
+    );
 
     let host = RunningHost::start(HostConfig {
         container_listener: Some(host_address),

@@ -43,7 +43,12 @@ fn garcon_args(listen: &Address, host: &Address, token_file: &std::path::Path) -
 
 /// Runs the whole readiness sequence with the host listening on `host_*` and the daemons on
 /// `*_listen`, then checks what arrived and that the daemons answer where they said they would.
-async fn readiness_round_trip(host_container: Address, host_tremplin: Address, tremplin_listen: Address, garcon_listen: Address) {
+async fn readiness_round_trip(
+    host_container: Address,
+    host_tremplin: Address,
+    tremplin_listen: Address,
+    garcon_listen: Address,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = RunningHost::start(HostConfig {
         container_listener: Some(host_container),
@@ -58,33 +63,54 @@ async fn readiness_round_trip(host_container: Address, host_tremplin: Address, t
 
     let mut tremplin = Daemon::spawn(
         "tremplin",
-        &tremplin_args(&tremplin_listen, host.tremplin_listener_address().expect("bound"), dir.path()),
+        &tremplin_args(
+            &tremplin_listen,
+            host.tremplin_listener_address().expect("bound"),
+            dir.path(),
+        ),
         dir.path(),
     );
     let ready = host
         .wait_for(|e| matches!(e.payload, Payload::TremplinReady(_)), WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}; tremplin stderr:\n{}", tremplin.stderr()));
-    assert!(ready.is_ok(), "host refused TremplinReady: {}", ready.status_message);
+    assert!(
+        ready.is_ok(),
+        "host refused TremplinReady: {}",
+        ready.status_message
+    );
 
     let mut garcon = Daemon::spawn(
         "garcon",
-        &garcon_args(&garcon_listen, host.container_listener_address().expect("bound"), &token_file),
+        &garcon_args(
+            &garcon_listen,
+            host.container_listener_address().expect("bound"),
+            &token_file,
+        ),
         dir.path(),
     );
     let ready = host
         .wait_for(|e| matches!(e.payload, Payload::ContainerReady(_)), WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}; garcon stderr:\n{}", garcon.stderr()));
-    let Payload::ContainerReady(info) = &ready.payload else { unreachable!() };
-    assert!(ready.is_ok(), "host refused ContainerReady: {}", ready.status_message);
+    let Payload::ContainerReady(info) = &ready.payload else {
+        unreachable!()
+    };
+    assert!(
+        ready.is_ok(),
+        "host refused ContainerReady: {}",
+        ready.status_message
+    );
     assert_eq!(info.token, TOKEN, "token read verbatim, at most 36 bytes");
 
     // garcon serves where it says it does: the reported tcp port, or the unix path we gave it.
     let garcon_at = match &garcon_listen {
         Address::Tcp { host, .. } => {
             assert_ne!(info.garcon_port, 0, "tcp listen reports the bound port");
-            Address::tcp(host.clone(), u16::try_from(info.garcon_port).expect("tcp port"))
+            Address::tcp(
+                host.clone(),
+                u16::try_from(info.garcon_port).expect("tcp port"),
+            )
         }
         other => {
             assert_eq!(info.garcon_port, 0, "unix listen reports port 0");
@@ -97,7 +123,8 @@ async fn readiness_round_trip(host_container: Address, host_tremplin: Address, t
         .await
         .unwrap_or_else(|e| panic!("garcon answers at {garcon_at}: {e}"));
 
-    let mut tremplin_client = TremplinClient::new(lazy_channel(&tremplin_listen, WAIT).expect("channel"));
+    let mut tremplin_client =
+        TremplinClient::new(lazy_channel(&tremplin_listen, WAIT).expect("channel"));
     let info = tremplin_client
         .get_container_info(tp::GetContainerInfoRequest {
             container_name: "penguin".into(),
@@ -115,16 +142,32 @@ async fn readiness_round_trip(host_container: Address, host_tremplin: Address, t
     let before = host.state.events.next_seq();
     garcon.signal(libc::SIGTERM);
     let shutdown = host
-        .wait_for_from(before, |e| matches!(e.payload, Payload::ContainerShutdown(_)), WAIT)
+        .wait_for_from(
+            before,
+            |e| matches!(e.payload, Payload::ContainerShutdown(_)),
+            WAIT,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}; garcon stderr:\n{}", garcon.stderr()));
-    let Payload::ContainerShutdown(bye) = &shutdown.payload else { unreachable!() };
+    let Payload::ContainerShutdown(bye) = &shutdown.payload else {
+        unreachable!()
+    };
     assert_eq!(bye.token, TOKEN);
-    assert_eq!(garcon.wait_exit(WAIT).code(), Some(0), "garcon stderr:\n{}", garcon.stderr());
+    assert_eq!(
+        garcon.wait_exit(WAIT).code(),
+        Some(0),
+        "garcon stderr:\n{}",
+        garcon.stderr()
+    );
 
     // SIGPWR: tremplin stops and exits 0.
     tremplin.signal(libc::SIGPWR);
-    assert_eq!(tremplin.wait_exit(WAIT).code(), Some(0), "tremplin stderr:\n{}", tremplin.stderr());
+    assert_eq!(
+        tremplin.wait_exit(WAIT).code(),
+        Some(0),
+        "tremplin stderr:\n{}",
+        tremplin.stderr()
+    );
     host.shutdown().await;
 }
 
