@@ -632,6 +632,35 @@ async fn crostini_end_to_end_on_real_lxd() {
     );
     stages.done("StartLxd", t, "STARTED (adopted the running LXD)");
 
+    // ---- The host directory in the container ----------------------------------------------
+    // A disk device in the profile tremplin just wrote (tremplin.md §6): tremplin replaces every
+    // *instance* device on each StartContainer (§7), so a device there would be gone after the
+    // restart below; the profile keeps it from the first boot on, the way vsock is always there
+    // on a Chromebook.
+    let t = Instant::now();
+    let (prof, etag) = w.lxd.profile(&profile).await.expect("tremplin's profile");
+    let mut put = prof.writable();
+    put.devices.insert(
+        "crostini-host".into(),
+        [
+            ("type", "disk"),
+            ("source", p("sock").as_str()),
+            ("path", MOUNT),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    w.lxd
+        .update_profile(&profile, &put, etag.as_deref())
+        .await
+        .expect("add the crostini-host disk device to the profile");
+    stages.done(
+        "host socket directory",
+        t,
+        format!("{} -> {MOUNT} (profile {profile})", p("sock")),
+    );
+
     // ---- CreateContainer with download progress -------------------------------------------
     let t = Instant::now();
     let server = ImageServer::start(&["--throttle", THROTTLE]);
@@ -833,25 +862,6 @@ async fn crostini_end_to_end_on_real_lxd() {
 
     // ---- The host directory, the cros-garcon package and garcon ---------------------------
     let t = Instant::now();
-    let (instance, etag) = w.lxd.instance(&name).await.expect("instance");
-    let mut put = instance.writable();
-    put.devices.insert(
-        "crostini-host".into(),
-        [
-            ("type", "disk"),
-            ("source", p("sock").as_str()),
-            ("path", MOUNT),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    );
-    let op = w
-        .lxd
-        .update_instance(&name, &put, etag.as_deref())
-        .await
-        .expect("add the crostini-host disk device");
-    w.wait_op(&op, "adding the crostini-host disk device").await;
     // Outside /tmp, which systemd-tmpfiles empties while the container boots.
     let fixture_dir = "/var/lib/crostini-e2e";
     w.exec_ok(&["mkdir", "-p", fixture_dir], SHORT).await;
@@ -880,6 +890,7 @@ async fn crostini_end_to_end_on_real_lxd() {
     )
     .await;
     let from = w.seq();
+    let setup_started = Instant::now();
     let setup = w
         .exec_as(
             None,
@@ -933,7 +944,15 @@ async fn crostini_end_to_end_on_real_lxd() {
         info.token, token,
         "garcon presents the token tremplin mounted"
     );
-    stages.done("ContainerReady", t, format!("peer {}", e.peer));
+    stages.done(
+        "ContainerReady",
+        t,
+        format!(
+            "{} ms after container-setup.sh began; peer {}",
+            e.at.saturating_duration_since(setup_started).as_millis(),
+            e.peer
+        ),
+    );
 
     let t = Instant::now();
     let e = w
@@ -1188,6 +1207,55 @@ async fn crostini_end_to_end_on_real_lxd() {
         ),
     );
 
+    // ---- garcon's SIGTERM path -------------------------------------------------------------
+    // StopContainer stops with force (tremplin.md §8.3), which kills garcon without a SIGTERM, so
+    // garcon's ContainerShutdown is checked here: systemd stops the user unit with SIGTERM.
+    let t = Instant::now();
+    let from = w.seq();
+    let stop_unit = w
+        .exec_as(
+            None,
+            &[
+                "runuser",
+                "-u",
+                USER,
+                "--",
+                "env",
+                "XDG_RUNTIME_DIR=/run/user/1000",
+                "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus",
+                "systemctl",
+                "--user",
+                "stop",
+                "cros-garcon.service",
+            ],
+            SHORT,
+        )
+        .await;
+    assert_eq!(
+        stop_unit.exit_code,
+        0,
+        "systemctl --user stop cros-garcon: {}",
+        stop_unit.stderr_str()
+    );
+    let bye = w
+        .wait(
+            from,
+            "garcon's ContainerShutdown",
+            |p| matches!(p, Payload::ContainerShutdown(c) if c.token == token),
+            SHORT,
+        )
+        .await;
+    assert!(
+        bye.is_ok(),
+        "host refused ContainerShutdown: {}",
+        bye.status_message
+    );
+    stages.done(
+        "garcon SIGTERM",
+        t,
+        "user unit stopped; ContainerShutdown with the token",
+    );
+
     // ---- StopContainer --------------------------------------------------------------------
     let marker_text = format!("export marker {token}\n");
     w.push(
@@ -1242,28 +1310,10 @@ async fn crostini_end_to_end_on_real_lxd() {
         SHORT,
     )
     .await;
-    // garcon says ContainerShutdown only on SIGTERM; tremplin stops containers with force
-    // (tremplin.md §8.3), which kills it without one. Reported, not required.
-    let garcon_bye = w
-        .host
-        .wait_for_from(
-            from,
-            |e| matches!(&e.payload, Payload::ContainerShutdown(c) if c.token == token),
-            Duration::from_secs(2),
-        )
-        .await
-        .is_ok();
     stages.done(
         "StopContainer",
         t,
-        format!(
-            "STOPPED; tremplin ContainerShutdown received; garcon ContainerShutdown {}",
-            if garcon_bye {
-                "received"
-            } else {
-                "not sent (force stop kills garcon without SIGTERM)"
-            }
-        ),
+        "STOPPED; tremplin's ContainerShutdown received",
     );
 
     // ---- ExportContainer ------------------------------------------------------------------
@@ -1417,6 +1467,64 @@ async fn crostini_end_to_end_on_real_lxd() {
         "ImportContainer",
         t,
         format!("DONE after {uploads} upload and {unpacks} unpack reports; marker file restored"),
+    );
+
+    // ---- The imported container boots into a working garcon by itself ---------------------
+    // Nothing is run in the container this time: systemd starts the user session of the
+    // lingering user, the cros-garcon unit (package, drop-in and host directory all came back
+    // with the import) reads the new token and reports.
+    let t = Instant::now();
+    let token2 = new_token();
+    w.host.register_container(&token2, &name);
+    let from = w.seq();
+    let r = w
+        .tremplin_client
+        .start_container(with_deadline(
+            tp::StartContainerRequest {
+                container_name: name.clone(),
+                token: token2.clone(),
+                ..Default::default()
+            },
+            clients::LONG_DEADLINE,
+        ))
+        .await
+        .expect("StartContainer after the import")
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tp::start_container_response::Status::Starting as i32,
+        "{r:?}"
+    );
+    let e = w
+        .wait(
+            from,
+            "ContainerReady of the imported container",
+            |p| matches!(p, Payload::ContainerReady(c) if c.token == token2),
+            LONG,
+        )
+        .await;
+    assert!(
+        e.is_ok(),
+        "host refused ContainerReady: {}",
+        e.status_message
+    );
+    let ready_after = t.elapsed();
+    let e = w
+        .wait(
+            from,
+            "an application list from the imported container",
+            |p| app_ids(p).is_some_and(|ids| ids.iter().any(|i| i == "e2e-marker")),
+            SHORT,
+        )
+        .await;
+    assert!(e.is_ok(), "{}", e.status_message);
+    stages.done(
+        "restart after import",
+        t,
+        format!(
+            "STARTED; garcon started by systemd at boot: ContainerReady {:.2}s after StartContainer, app list restored",
+            ready_after.as_secs_f64()
+        ),
     );
 
     let _ = std::fs::remove_file(d("shared").join(export_name));

@@ -24,6 +24,12 @@ PACKAGES=(
 	ifupdown isc-dhcp-client iproute2
 	packagekit packagekit-tools policykit-1
 	ca-certificates tzdata sudo
+	# Depends of the cros-garcon container package (packaging/build-deb.sh), so that the
+	# end-to-end test can install it without network access.
+	desktop-file-utils openssh-sftp-server xdg-utils
+	# PackageKit's InstallFiles refuses a local .deb whose MIME type GIO cannot tell ("is not
+	# found or unsupported") without the shared MIME database; real Crostini images have it.
+	shared-mime-info
 )
 
 force=0
