@@ -79,7 +79,7 @@ pub struct Flags {
 
     /// LXD client configuration directory, created and chowned to `--lxd-conf-owner`.
     /// Empty string: skip.
-    #[arg(long = "lxd-conf-dir", default_value = "/mnt/stateful/lxd_conf")]
+    #[arg(long = "lxd-conf-dir", default_value = "/mnt/stateful/lxd_conf", value_parser = path_or_empty)]
     pub lxd_conf_dir: PathBuf,
 
     /// Owner (user and group name) of `--lxd-conf-dir`.
@@ -356,6 +356,11 @@ fn lxd_dir_for(socket: &std::path::Path) -> PathBuf {
     }
 }
 
+/// A path flag where the empty string is meaningful ("skip"); clap's own path parser refuses it.
+fn path_or_empty(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +452,11 @@ mod tests {
     fn values_after_separator_are_left_alone() {
         let v = normalize_go_flags(["tremplin", "-listen", "--", "-listen"]);
         assert_eq!(v, vec!["tremplin", "--listen", "--", "-listen"]);
+    }
+
+    #[test]
+    fn empty_lxd_conf_dir_means_skip() {
+        let flags = parse(&["-lxd_subnet", "x/1", "--lxd-conf-dir", ""]).expect("empty accepted");
+        assert!(flags.paths.lxd_conf_dir.as_os_str().is_empty());
     }
 }
