@@ -1,6 +1,6 @@
 //! Logging setup shared by the daemons and tools: tracing to stderr, or to syslog in production.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::net::UnixDatagram;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -31,6 +31,7 @@ pub fn init(tag: &'static str, target: LogTarget, default_filter: &str) {
             .try_init(),
         None => tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(io::stderr().is_terminal())
             .with_writer(io::stderr)
             .try_init(),
     };

@@ -367,6 +367,23 @@ impl World {
     }
 
     /// Runs as root; asserts exit 0 and returns stdout.
+    /// Waits for the container's systemd to finish booting; returns its state and the last
+    /// stderr. Right after a start the system bus may not accept connections yet ("Failed to
+    /// connect to bus"), so the question is asked again until it is answered or time runs out.
+    async fn wait_for_boot(&self, timeout: Duration) -> (String, String) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let out = self
+                .exec_as(None, &["systemctl", "is-system-running", "--wait"], timeout)
+                .await;
+            let state = out.stdout_str().trim().to_string();
+            if state == "running" || state == "degraded" || std::time::Instant::now() >= deadline {
+                return (state, out.stderr_str());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn exec_ok(&self, argv: &[&str], timeout: Duration) -> String {
         let out = self.exec_as(None, argv, timeout).await;
         assert_eq!(
@@ -845,14 +862,10 @@ async fn crostini_end_to_end_on_real_lxd() {
     )
     .await;
     // The container's systemd finishes booting (user@1000 for the lingering user among it).
-    let boot = w
-        .exec_as(None, &["systemctl", "is-system-running", "--wait"], LONG)
-        .await;
-    let boot_state = boot.stdout_str().trim().to_string();
+    let (boot_state, boot_stderr) = w.wait_for_boot(LONG).await;
     assert!(
         boot_state == "running" || boot_state == "degraded",
-        "container boot: {boot_state:?} {}",
-        boot.stderr_str()
+        "container boot: {boot_state:?} {boot_stderr}"
     );
     stages.done(
         "StartContainer",

@@ -318,7 +318,8 @@ async fn container_lifecycle_create_user_start_info_timezone_ports_stop_delete()
     assert_eq!(info.ipv4_address, u32::from_le_bytes(octets.octets()));
     assert_eq!(info.ipv4_address.to_le_bytes(), octets.octets());
 
-    // SetTimezone on a running container: timedatectl.
+    // SetTimezone on a running container: timedatectl (which needs the container's bus up).
+    h.wait_for_boot(&name).await;
     let tz = h
         .client
         .set_timezone(pb::SetTimezoneRequest {

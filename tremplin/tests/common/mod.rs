@@ -380,6 +380,26 @@ impl Harness {
         (out.exit_code, out.stdout_str())
     }
 
+    /// Waits until the container's systemd has booted (its system bus answers), as a freshly
+    /// started container under load may not accept `systemctl`/`timedatectl` for a while.
+    pub async fn wait_for_boot(&self, name: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, state) = self
+                .exec(name, &["systemctl", "is-system-running", "--wait"])
+                .await;
+            let state = state.trim().to_string();
+            if state == "running" || state == "degraded" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} did not finish booting: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Removes what the test created (best effort) and stops tremplin and the host.
     pub async fn finish(mut self) {
         for name in std::mem::take(&mut self.created.0) {
