@@ -6,16 +6,30 @@
 //! * `icon_lookup/warm`: a cached `(name, size, scale)` lookup.
 //! * `get_icon_48/*_render`: read + decode + (resize/render) + encode of one file at 48 px.
 //! * `get_icon_48/*_warm`: a whole GetIcon for one ID (desktop lookup + parse + cached PNG).
+//! * `get_icon_rpc/*`: the GetIcon gRPC round trip through the real [`GarconService`] on a unix
+//!   socket (client and server in this process), against the fixture tree
+//!   `tests/fixtures/icons`, warm; `in_process_*` is the same request on the same (shared)
+//!   `IconService` without gRPC, for the rpc/in-process ratio.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
+use crostini_common::transport::Listener;
+use crostini_common::Address;
+use crostini_proto::vm_tools::container::garcon_client::GarconClient;
+use crostini_proto::vm_tools::container::garcon_server::GarconServer;
+use crostini_proto::vm_tools::container::IconRequest;
+use garcon::config::Paths;
 use garcon::desktop::XdgDirs;
+use garcon::host::HostClient;
 use garcon::icons::lookup::{IconIndex, SearchPaths};
 use garcon::icons::render::{render_icon_file, MAX_ICON_FILE_SIZE};
 use garcon::icons::{IconConfig, IconService};
+use garcon::service::GarconService;
+use garcon::state::GarconState;
 use image::{Rgba, RgbaImage};
 
 const NAMES: usize = 300;
@@ -145,5 +159,130 @@ fn get_icon(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookup, get_icon);
-criterion_main!(benches);
+/// The fixture tree shared with `garcon/tests/icons.rs` (see its README.md).
+fn icon_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/icons")
+}
+
+/// Fixture desktop IDs that all resolve to an icon at 48 px (PNG, SVG, XPM, inherited, themed,
+/// home theme, base dir, pixmap): the "10 IDs" request.
+const TEN_IDS: [&str; 10] = [
+    "app-png",
+    "app-svg",
+    "app-mixed",
+    "app-22",
+    "app-xpm",
+    "app-themed",
+    "app-inherited",
+    "app-home",
+    "app-basedir",
+    "app-pixmap",
+];
+
+/// Points the process environment at the fixture tree. `GarconState` builds its one
+/// `IconService` from `XDG_DATA_DIRS` / `XDG_DATA_HOME` / `HOME` on first use (there is no
+/// injection point), so this must run before any thread exists: first thing in `main`.
+fn point_environment_at_fixture() {
+    let root = icon_fixture();
+    std::env::set_var("XDG_DATA_DIRS", root.join("share"));
+    std::env::set_var("HOME", root.join("home"));
+    std::env::remove_var("XDG_DATA_HOME");
+}
+
+fn request(ids: &[&str]) -> IconRequest {
+    IconRequest {
+        desktop_file_ids: ids.iter().map(|id| id.to_string()).collect(),
+        icon_size: 48,
+        scale: 1,
+    }
+}
+
+/// Runs `iters` sequential GetIcon calls inside the runtime and returns their total time, so the
+/// figure is the round trip alone (no per-iteration `block_on`).
+fn time_rpcs(
+    rt: &tokio::runtime::Runtime,
+    client: &GarconClient<tonic::transport::Channel>,
+    req: &IconRequest,
+    iters: u64,
+) -> Duration {
+    rt.block_on(async {
+        let mut client = client.clone();
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(client.get_icon(req.clone()).await.unwrap());
+        }
+        start.elapsed()
+    })
+}
+
+fn get_icon_rpc(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (client, state) = rt.block_on(async {
+        // GetIcon never talks to the host; the lazy channel never connects.
+        let host =
+            HostClient::new(&Address::unix(dir.path().join("no-host.sock")), "bench").unwrap();
+        let state = Arc::new(GarconState::new(host, Paths::from_env(), false));
+        let listener = Listener::bind(&Address::unix(dir.path().join("garcon.sock")))
+            .await
+            .unwrap();
+        let address = listener.local_address().clone();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(GarconServer::new(GarconService::new(state.clone())))
+                .serve_with_incoming(listener.into_incoming()),
+        );
+        let channel = crostini_common::lazy_channel(&address, Duration::from_secs(5)).unwrap();
+        (GarconClient::new(channel), state)
+    });
+    let icons = state.extension::<IconService>();
+    let one = request(&TEN_IDS[..1]);
+    let ten = request(&TEN_IDS);
+
+    // Warm the caches and check the service really serves the fixture tree: app-png at 48 px is
+    // the green 48x48 hicolor file, and every one of the ten IDs has an icon.
+    let reply = rt
+        .block_on(client.clone().get_icon(one.clone()))
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.desktop_icons.len(), 1);
+    let png = image::load_from_memory(&reply.desktop_icons[0].icon)
+        .unwrap()
+        .into_rgba8();
+    assert_eq!(
+        (png.width(), png.get_pixel(24, 24).0),
+        (48, [0, 255, 0, 255])
+    );
+    let reply = rt
+        .block_on(client.clone().get_icon(ten.clone()))
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.desktop_icons.len(), TEN_IDS.len());
+
+    let mut group = c.benchmark_group("get_icon_rpc");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (name, req) in [("png48", &one), ("ten_ids", &ten)] {
+        group.bench_function(format!("rpc_{name}"), |b| {
+            b.iter_custom(|iters| time_rpcs(&rt, &client, req, iters))
+        });
+        group.bench_function(format!("in_process_{name}"), |b| {
+            b.iter(|| black_box(icons.get_icons(&req.desktop_file_ids, 48, 1)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookup, get_icon, get_icon_rpc);
+
+// `criterion_main!` with the environment set up before anything else runs.
+fn main() {
+    point_environment_at_fixture();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -32,3 +32,6 @@ pub mod startup;
 pub mod state;
 pub mod token;
 pub mod tools;
+
+#[cfg(test)]
+mod test_support;

@@ -167,54 +167,53 @@ impl Rig {
         from: u64,
         timeout: Duration,
     ) -> Vec<InstallLinuxPackageProgressInfo> {
-        self.host
-            .wait_for_from(
-                from,
-                |e| matches!(&e.payload, Payload::InstallLinuxPackageProgress(p) if p.status <= P_FAILED),
-                timeout,
-            )
-            .await
-            .unwrap_or_else(|_| panic!("no terminal install report within {timeout:?}"));
-        let mut reports = Vec::new();
-        for event in self.host.events().into_iter().filter(|e| e.seq >= from) {
-            if let Payload::InstallLinuxPackageProgress(p) = &event.payload {
-                assert!(
-                    event.is_ok(),
-                    "host refused {p:?}: {}",
-                    event.status_message
-                );
-                reports.push(p.clone());
-                if p.status <= P_FAILED {
-                    break;
-                }
-            }
-        }
-        reports
+        self.reports(from, timeout, "install", |payload| match payload {
+            Payload::InstallLinuxPackageProgress(p) => Some((p, p.status)),
+            _ => None,
+        })
+        .await
     }
 
+    /// The same for UninstallPackageProgress.
     async fn uninstall_reports(
         &self,
         from: u64,
         timeout: Duration,
     ) -> Vec<UninstallPackageProgressInfo> {
+        self.reports(from, timeout, "uninstall", |payload| match payload {
+            Payload::UninstallPackageProgress(p) => Some((p, p.status)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The progress reports `pick` selects (with their status) from event `from` up to and
+    /// including the first terminal one; each must have been accepted by the host.
+    async fn reports<T: Clone + std::fmt::Debug>(
+        &self,
+        from: u64,
+        timeout: Duration,
+        what: &str,
+        pick: impl Fn(&Payload) -> Option<(&T, i32)>,
+    ) -> Vec<T> {
         self.host
             .wait_for_from(
                 from,
-                |e| matches!(&e.payload, Payload::UninstallPackageProgress(p) if p.status <= P_FAILED),
+                |e| matches!(pick(&e.payload), Some((_, status)) if status <= P_FAILED),
                 timeout,
             )
             .await
-            .unwrap_or_else(|_| panic!("no terminal uninstall report within {timeout:?}"));
+            .unwrap_or_else(|_| panic!("no terminal {what} report within {timeout:?}"));
         let mut reports = Vec::new();
         for event in self.host.events().into_iter().filter(|e| e.seq >= from) {
-            if let Payload::UninstallPackageProgress(p) = &event.payload {
+            if let Some((p, status)) = pick(&event.payload) {
                 assert!(
                     event.is_ok(),
                     "host refused {p:?}: {}",
                     event.status_message
                 );
                 reports.push(p.clone());
-                if p.status <= P_FAILED {
+                if status <= P_FAILED {
                     break;
                 }
             }

@@ -325,6 +325,7 @@ fn encode_png(image: &RgbaImage) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::mutations;
 
     fn solid(w: u32, h: u32, color: [u8; 4]) -> RgbaImage {
         RgbaImage::from_pixel(w, h, Rgba(color))
@@ -468,34 +469,6 @@ mod tests {
             SourceKind::detect(Path::new("a.png"), b"\x89PNG"),
             SourceKind::Raster
         );
-    }
-
-    /// Deterministic xorshift mutations of a valid input (a poor man's fuzzer).
-    fn mutations(seed_input: &[u8], count: usize) -> Vec<Vec<u8>> {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        (0..count)
-            .map(|_| {
-                let mut data = seed_input.to_vec();
-                for _ in 0..(next() % 8 + 1) {
-                    let pos = (next() as usize) % data.len().max(1);
-                    match next() % 4 {
-                        0 if !data.is_empty() => data[pos] = next() as u8,
-                        1 if !data.is_empty() => {
-                            data.remove(pos);
-                        }
-                        2 => data.insert(pos.min(data.len()), next() as u8),
-                        _ => data.truncate(pos),
-                    }
-                }
-                data
-            })
-            .collect()
     }
 
     #[test]

@@ -377,6 +377,7 @@ fn is_ascii_ws(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::mutations;
 
     fn dir(kind: DirectoryType, size: u32, scale: u32) -> ThemeDirectory {
         ThemeDirectory {
@@ -484,34 +485,6 @@ mod tests {
         assert_eq!(leading_int("junk"), 0);
         assert_eq!(leading_int("-3"), -3);
         assert_eq!(leading_int("99999999999999999999999"), i64::MAX);
-    }
-
-    /// Deterministic xorshift mutations of a valid input (a poor man's fuzzer).
-    fn mutations(seed_input: &[u8], count: usize) -> Vec<Vec<u8>> {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        (0..count)
-            .map(|_| {
-                let mut data = seed_input.to_vec();
-                for _ in 0..(next() % 8 + 1) {
-                    let pos = (next() as usize) % data.len().max(1);
-                    match next() % 4 {
-                        0 if !data.is_empty() => data[pos] = next() as u8,
-                        1 if !data.is_empty() => {
-                            data.remove(pos);
-                        }
-                        2 => data.insert(pos.min(data.len()), next() as u8),
-                        _ => data.truncate(pos),
-                    }
-                }
-                data
-            })
-            .collect()
     }
 
     #[test]

@@ -357,6 +357,7 @@ fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::mutations;
 
     const SAMPLE: &str = r#"/* XPM */
 static char * sample_xpm[] = {
@@ -419,34 +420,6 @@ static char * sample_xpm[] = {
     fn multiword_color_names_are_joined() {
         let img = decode_xpm(b"\"1 1 1 1\",\"a c light grey\",\"a\"").unwrap();
         assert_eq!(img.get_pixel(0, 0).0, [211, 211, 211, 255]);
-    }
-
-    /// Deterministic xorshift mutations of a valid input (a poor man's fuzzer).
-    fn mutations(seed_input: &[u8], count: usize) -> Vec<Vec<u8>> {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        (0..count)
-            .map(|_| {
-                let mut data = seed_input.to_vec();
-                for _ in 0..(next() % 8 + 1) {
-                    let pos = (next() as usize) % data.len().max(1);
-                    match next() % 4 {
-                        0 if !data.is_empty() => data[pos] = next() as u8,
-                        1 if !data.is_empty() => {
-                            data.remove(pos);
-                        }
-                        2 => data.insert(pos.min(data.len()), next() as u8),
-                        _ => data.truncate(pos),
-                    }
-                }
-                data
-            })
-            .collect()
     }
 
     #[test]

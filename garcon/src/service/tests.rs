@@ -74,15 +74,33 @@ async fn harness() -> Harness {
     }
 }
 
+/// The reply of an rpc that must answer gRPC OK.
+async fn reply<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> T {
+    call.await.expect("rpc").into_inner()
+}
+
+/// Asserts that an rpc fails with INVALID_ARGUMENT and exactly `message`.
+async fn invalid_argument<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    message: &str,
+) {
+    let err = call.await.expect_err(message);
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, message)
+    );
+}
+
 #[tokio::test]
 async fn session_info_fails_until_startup_publishes_the_sftp_port() {
     let mut h = harness().await;
-    let info = h
-        .client
-        .get_garcon_session_info(GetGarconSessionInfoRequest {})
-        .await
-        .expect("rpc")
-        .into_inner();
+    let info = reply(
+        h.client
+            .get_garcon_session_info(GetGarconSessionInfoRequest {}),
+    )
+    .await;
     assert_eq!(
         info.status,
         get_garcon_session_info_response::Status::Failed as i32
@@ -90,12 +108,11 @@ async fn session_info_fails_until_startup_publishes_the_sftp_port() {
     assert_eq!(info.failure_reason, misc::SESSION_NOT_READY);
 
     h.state.set_sftp_vsock_port(5555);
-    let info = h
-        .client
-        .get_garcon_session_info(GetGarconSessionInfoRequest {})
-        .await
-        .expect("rpc")
-        .into_inner();
+    let info = reply(
+        h.client
+            .get_garcon_session_info(GetGarconSessionInfoRequest {}),
+    )
+    .await;
     assert_eq!(
         info.status,
         get_garcon_session_info_response::Status::Succeeded as i32
@@ -108,81 +125,59 @@ async fn session_info_fails_until_startup_publishes_the_sftp_port() {
 #[tokio::test]
 async fn invalid_arguments_exactly_where_the_spec_says() {
     let mut h = harness().await;
-    let err = h
-        .client
-        .launch_vshd(LaunchVshdRequest::default())
-        .await
-        .expect_err("port 0");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(err.message(), "vshd port cannot be 0");
-    let err = h
-        .client
-        .connect_chunnel(ConnectChunnelRequest {
+    invalid_argument(
+        h.client.launch_vshd(LaunchVshdRequest::default()),
+        "vshd port cannot be 0",
+    )
+    .await;
+    invalid_argument(
+        h.client.connect_chunnel(ConnectChunnelRequest {
             chunneld_port: 0,
             target_tcp4_port: 1,
-        })
-        .await
-        .expect_err("chunneld 0");
-    assert_eq!(
-        (err.code(), err.message()),
-        (Code::InvalidArgument, "invalid chunneld port")
-    );
-    let err = h
-        .client
-        .connect_chunnel(ConnectChunnelRequest {
+        }),
+        "invalid chunneld port",
+    )
+    .await;
+    invalid_argument(
+        h.client.connect_chunnel(ConnectChunnelRequest {
             chunneld_port: 1,
             target_tcp4_port: 0,
-        })
-        .await
-        .expect_err("target 0");
-    assert_eq!(
-        (err.code(), err.message()),
-        (Code::InvalidArgument, "invalid target TCP4 port")
-    );
-    let err = h
-        .client
-        .apply_ansible_playbook(ApplyAnsiblePlaybookRequest::default())
-        .await
-        .expect_err("empty playbook");
-    assert_eq!(
-        (err.code(), err.message()),
-        (Code::InvalidArgument, "playbook cannot be empty")
-    );
+        }),
+        "invalid target TCP4 port",
+    )
+    .await;
+    invalid_argument(
+        h.client
+            .apply_ansible_playbook(ApplyAnsiblePlaybookRequest::default()),
+        "playbook cannot be empty",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn spawn_failures_are_in_band() {
     let mut h = harness().await;
-    let vshd = h
-        .client
-        .launch_vshd(LaunchVshdRequest {
-            port: 5,
-            container_features: vec![1, 77],
-        })
-        .await
-        .expect("rpc")
-        .into_inner();
+    let vshd = reply(h.client.launch_vshd(LaunchVshdRequest {
+        port: 5,
+        container_features: vec![1, 77],
+    }))
+    .await;
     assert!(!vshd.success);
     assert_eq!(vshd.failure_reason, "Failed to spawn vshd");
-    let chunnel = h
-        .client
-        .connect_chunnel(ConnectChunnelRequest {
-            chunneld_port: 1,
-            target_tcp4_port: 70000,
-        })
-        .await
-        .expect("rpc")
-        .into_inner();
+    let chunnel = reply(h.client.connect_chunnel(ConnectChunnelRequest {
+        chunneld_port: 1,
+        target_tcp4_port: 70000,
+    }))
+    .await;
     assert!(!chunnel.success);
     assert_eq!(chunnel.failure_reason, "Failed to spawn chunnel");
-    let ansible = h
-        .client
-        .apply_ansible_playbook(ApplyAnsiblePlaybookRequest {
-            playbook: "- hosts: all\n".into(),
-        })
-        .await
-        .expect("rpc")
-        .into_inner();
+    let ansible = reply(
+        h.client
+            .apply_ansible_playbook(ApplyAnsiblePlaybookRequest {
+                playbook: "- hosts: all\n".into(),
+            }),
+    )
+    .await;
     assert_eq!(
         ansible.status,
         apply_ansible_playbook_response::Status::Failed as i32
@@ -196,13 +191,12 @@ async fn spawn_failures_are_in_band() {
 #[tokio::test]
 async fn debug_information_has_every_header() {
     let mut h = harness().await;
-    let text = h
-        .client
-        .get_debug_information(GetDebugInformationRequest {})
-        .await
-        .expect("rpc")
-        .into_inner()
-        .debug_information;
+    let text = reply(
+        h.client
+            .get_debug_information(GetDebugInformationRequest {}),
+    )
+    .await
+    .debug_information;
     for header in [
         "Installed Crostini Packages:\n",
         "systemctl status:\n",
@@ -219,22 +213,12 @@ async fn file_watch_rpcs_and_notification_reach_the_host() {
     let mut h = harness().await;
     std::fs::create_dir(h.home.join("w")).expect("mkdir");
     let add = |path: &str| AddFileWatchRequest { path: path.into() };
-    let added = h
-        .client
-        .add_file_watch(add("w"))
-        .await
-        .expect("rpc")
-        .into_inner();
+    let added = reply(h.client.add_file_watch(add("w"))).await;
     assert_eq!(
         added.status,
         add_file_watch_response::Status::Succeeded as i32
     );
-    let again = h
-        .client
-        .add_file_watch(add("w"))
-        .await
-        .expect("rpc")
-        .into_inner();
+    let again = reply(h.client.add_file_watch(add("w"))).await;
     assert_eq!(
         (again.status, again.failure_reason.as_str()),
         (
@@ -242,12 +226,7 @@ async fn file_watch_rpcs_and_notification_reach_the_host() {
             "already watching path"
         )
     );
-    let bad = h
-        .client
-        .add_file_watch(add("a/../b"))
-        .await
-        .expect("rpc")
-        .into_inner();
+    let bad = reply(h.client.add_file_watch(add("a/../b"))).await;
     assert_eq!(bad.failure_reason, "invalid path");
 
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -267,21 +246,11 @@ async fn file_watch_rpcs_and_notification_reach_the_host() {
     assert!(event.is_ok(), "host accepted it: {event:?}");
 
     let remove = |path: &str| RemoveFileWatchRequest { path: path.into() };
-    let removed = h
-        .client
-        .remove_file_watch(remove("w"))
-        .await
-        .expect("rpc")
-        .into_inner();
+    let removed = reply(h.client.remove_file_watch(remove("w"))).await;
     assert_eq!(
         removed.status,
         remove_file_watch_response::Status::Succeeded as i32
     );
-    let again = h
-        .client
-        .remove_file_watch(remove("w"))
-        .await
-        .expect("rpc")
-        .into_inner();
+    let again = reply(h.client.remove_file_watch(remove("w"))).await;
     assert_eq!(again.failure_reason, "not watching path");
 }

@@ -116,6 +116,18 @@ async fn client(bus: &PrivateBus) -> zbus::Connection {
         .expect("client connection")
 }
 
+/// A proxy for the portal's FileChooser interface.
+async fn file_chooser(conn: &zbus::Connection) -> zbus::Proxy<'static> {
+    zbus::Proxy::new(
+        conn,
+        PORTAL_NAME,
+        PORTAL_PATH,
+        "org.freedesktop.impl.portal.FileChooser",
+    )
+    .await
+    .expect("proxy")
+}
+
 #[tokio::test]
 async fn screensaver_cookies_count_from_one_and_forward() {
     let Some(bus) = PrivateBus::start() else {
@@ -169,14 +181,7 @@ async fn portal_open_file_forwards_and_replies_with_uris() {
         .expect("start");
 
     let conn = client(&bus).await;
-    let proxy = zbus::Proxy::new(
-        &conn,
-        PORTAL_NAME,
-        PORTAL_PATH,
-        "org.freedesktop.impl.portal.FileChooser",
-    )
-    .await
-    .expect("proxy");
+    let proxy = file_chooser(&conn).await;
     let handle = ObjectPath::try_from("/org/freedesktop/portal/desktop/request/1_1/t").unwrap();
     let no_options: HashMap<&str, Value<'_>> = HashMap::new();
     let (code, results): (u32, HashMap<String, OwnedValue>) = proxy
@@ -229,14 +234,7 @@ async fn empty_selection_is_success_with_empty_uris() {
     let host = Arc::new(FakeHost::default());
     let _services = start(host, Some(&bus.address)).await.expect("start");
     let conn = client(&bus).await;
-    let proxy = zbus::Proxy::new(
-        &conn,
-        PORTAL_NAME,
-        PORTAL_PATH,
-        "org.freedesktop.impl.portal.FileChooser",
-    )
-    .await
-    .expect("proxy");
+    let proxy = file_chooser(&conn).await;
     let handle = ObjectPath::try_from("/r/1").unwrap();
     let no_options: HashMap<&str, Value<'_>> = HashMap::new();
     let (code, results): (u32, HashMap<String, OwnedValue>) = proxy

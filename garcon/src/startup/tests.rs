@@ -93,15 +93,8 @@ async fn wait_until(what: &str, check: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test]
-async fn steps_run_in_the_normative_order_and_sigterm_sends_one_shutdown() {
-    let fixture = Fixture::new();
-    let host = fixture.host().await;
-    let (observer, steps) = recorder();
-    let (stop_tx, stop) = stopper();
-    let config = fixture.config(Address::tcp("127.0.0.1", 0));
-    let server = tokio::spawn(run_server(config, stop, Some(observer)));
-
+/// The first ContainerReady the host receives: whether the host accepted it, and its info.
+async fn container_ready(host: &RunningHost) -> (bool, ct::ContainerStartupInfo) {
     let ready = host
         .wait_for(
             |e| e.payload.rpc() == "ContainerReady",
@@ -112,9 +105,22 @@ async fn steps_run_in_the_normative_order_and_sigterm_sends_one_shutdown() {
     let Payload::ContainerReady(info) = &ready.payload else {
         panic!("unexpected payload");
     };
+    (ready.is_ok(), info.clone())
+}
+
+#[tokio::test]
+async fn steps_run_in_the_normative_order_and_sigterm_sends_one_shutdown() {
+    let fixture = Fixture::new();
+    let host = fixture.host().await;
+    let (observer, steps) = recorder();
+    let (stop_tx, stop) = stopper();
+    let config = fixture.config(Address::tcp("127.0.0.1", 0));
+    let server = tokio::spawn(run_server(config, stop, Some(observer)));
+
+    let (ready_ok, info) = container_ready(&host).await;
     assert_eq!(info.token, TOKEN, "hint 5: bare 36-char token");
     assert!(info.garcon_port != 0 && info.sftp_port != 0);
-    assert!(ready.is_ok());
+    assert!(ready_ok);
     wait_until("startup to finish", || {
         steps.lock().unwrap().contains(&Step::LowDiskTimer)
     })
@@ -179,16 +185,7 @@ async fn unix_listen_reports_port_zero() {
     let (stop_tx, stop) = stopper();
     let config = fixture.config(Address::unix(fixture.dir.path().join("garcon.sock")));
     let server = tokio::spawn(run_server(config, stop, None));
-    let ready = host
-        .wait_for(
-            |e| e.payload.rpc() == "ContainerReady",
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("ContainerReady");
-    let Payload::ContainerReady(info) = &ready.payload else {
-        panic!("unexpected payload");
-    };
+    let (_, info) = container_ready(&host).await;
     assert_eq!((info.garcon_port, info.sftp_port), (0, 0));
     stop_tx.send(()).expect("stop");
     server.await.expect("join").expect("clean exit");

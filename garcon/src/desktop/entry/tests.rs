@@ -413,13 +413,8 @@ mod crate_differences {
 /// entry satisfies the validity rules.
 #[test]
 fn fuzz_smoke_parse_never_panics() {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = crate::test_support::XorShift64::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next_u64();
     let alphabet = b"[]=;\\#\n\r \tNameTypeApplicationExec%\"sntr\xff\xc3\xa9";
     for round in 0..5_000 {
         let mut bytes = if round % 2 == 0 {

@@ -345,13 +345,8 @@ mod synthetic {
 #[test]
 fn fuzz_smoke_mutated_caches_never_panic() {
     let good = system_cache();
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = crate::test_support::XorShift64::new(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next_u64();
     let started = std::time::Instant::now();
     for round in 0..20_000 {
         let mut bad = good.clone();
