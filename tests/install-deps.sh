@@ -10,7 +10,7 @@ PACKAGES=(
   # MIME database tools for fixtures, sftp-server for garcon
   shared-mime-info openssh-sftp-server
   # packaging checks
-  lintian
+  lintian systemd file binutils
   # misc tools used by test scripts
   python3 curl procps psmisc
 )
