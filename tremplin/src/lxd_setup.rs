@@ -25,6 +25,8 @@ use crate::supervisor::{stop_stale_termina_lxd, wait_ready, Supervisor, READY_TI
 
 /// How long the "is the adopted/known LXD still alive" probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest run of `lxd import --force penguin` (DB recovery on LXD ≤ 4.0.8); killed after.
+const LXD_IMPORT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default container name (§1.1).
 pub const DEFAULT_CONTAINER: &str = "penguin";
 
@@ -258,16 +260,16 @@ impl Daemon {
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            let out = tokio::process::Command::new(&self.config.lxd_binary)
-                .args(["import", "--force", DEFAULT_CONTAINER])
-                .output()
-                .await
-                .map_err(|e| format!("running lxd import: {e}"))?;
+            let mut command = tokio::process::Command::new(&self.config.lxd_binary);
+            command.args(["import", "--force", DEFAULT_CONTAINER]);
+            let out = run_with_timeout(command, LXD_IMPORT_TIMEOUT).await?;
             if out.status.success() {
                 Ok(())
             } else {
                 Err(format!(
-                    "lxd import --force {DEFAULT_CONTAINER}: {}",
+                    "{} import --force {DEFAULT_CONTAINER} ({}): {}",
+                    self.config.lxd_binary.display(),
+                    out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 ))
             }
@@ -579,9 +581,83 @@ pub(crate) fn write_file_mode(path: &Path, content: &[u8], mode: u32) -> std::io
     set_mode(path, mode)
 }
 
+/// Runs `command` (stdin closed, output captured) and waits at most `timeout` for it; on expiry
+/// the child is killed (SIGKILL) and an error naming the command is returned.
+async fn run_with_timeout(
+    mut command: tokio::process::Command,
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    let shown = {
+        let std = command.as_std();
+        std::iter::once(std.get_program())
+            .chain(std.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // Dropping the wait below on timeout drops the child, which kills it.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(format!("waiting for {shown}: {e}")),
+        Err(_) => Err(format!(
+            "{shown} did not finish within {timeout:?}; killed it"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn run_with_timeout_returns_output_of_a_quick_command() {
+        let mut c = tokio::process::Command::new("sh");
+        c.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = run_with_timeout(c, Duration::from_secs(10))
+            .await
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[tokio::test]
+    async fn run_with_timeout_kills_a_hung_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("survived");
+        let mut c = tokio::process::Command::new("sh");
+        // Killing the shell at the deadline means the `touch` after the sleep never runs.
+        c.arg("-c")
+            .arg(format!("sleep 1; touch {}", marker.display()));
+        let started = std::time::Instant::now();
+        let err = run_with_timeout(c, Duration::from_millis(200))
+            .await
+            .expect_err("times out");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "returned at the deadline"
+        );
+        assert!(err.contains("did not finish within 200ms"), "{err}");
+        assert!(err.contains("sh -c sleep 1"), "{err}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "the child was killed, not left running");
+    }
+
+    #[tokio::test]
+    async fn run_with_timeout_reports_a_missing_binary() {
+        let c = tokio::process::Command::new("/nonexistent/lxd");
+        let err = run_with_timeout(c, Duration::from_secs(1))
+            .await
+            .expect_err("no binary");
+        assert!(err.starts_with("cannot run /nonexistent/lxd"), "{err}");
+    }
 
     #[test]
     fn version_comparison() {

@@ -551,6 +551,17 @@ fn import_status(p: &Payload, name: &str) -> Option<pb::ContainerImportProgress>
     }
 }
 
+/// Sorted names in `dir`.
+fn ls(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn sha256_file(path: &std::path::Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(
@@ -561,7 +572,7 @@ fn sha256_file(path: &std::path::Path) -> String {
 /// Export (streaming reports, unified image tarball, cancel, collisions) and import
 /// (upload/unpack reports, identical file contents, bad inputs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_then_import_round_trips_and_cancel_leaves_empty_file() {
+async fn export_then_import_round_trips_and_cancel_or_failure_leaves_no_file() {
     let _serial = SERIAL.lock().await;
     let server = ImageServer::start(&[]);
     let mut h = Harness::start(&[]).await;
@@ -669,19 +680,11 @@ async fn export_then_import_round_trips_and_cancel_leaves_empty_file() {
     );
     assert_eq!(last.bytes_exported, 0);
     let cancelled = shared.join("exports/cancelled.tar.gz");
+    assert!(!cancelled.exists(), "cancelled export leaves no file");
     assert_eq!(
-        std::fs::metadata(&cancelled).map(|m| m.len()).unwrap_or(0),
-        0,
-        "cancelled export leaves no data"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(shared.join("exports"))
-        .expect("ls")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(
-        leftovers.iter().all(|n| n == "cancelled.tar.gz"),
-        "no partial files: {leftovers:?}"
+        ls(&shared.join("exports")),
+        Vec::<String>::new(),
+        "no partial or temporary files"
     );
     let snaps = h.lxd.snapshot_names(&name).await.expect("snapshots");
     assert!(snaps.is_empty(), "rootfs-backup removed: {snaps:?}");
@@ -696,6 +699,108 @@ async fn export_then_import_round_trips_and_cancel_leaves_empty_file() {
     assert_eq!(
         nf.status,
         pb::cancel_export_container_response::Status::OperationNotFound as i32
+    );
+
+    // A cancelled export over a user's existing file leaves that file untouched.
+    let existing = shared.join("exports/existing.tar.gz");
+    std::fs::write(&existing, b"user data").expect("write");
+    let from = h.host.state.events.next_seq();
+    let r = h
+        .client
+        .export_container(pb::ExportContainerRequest {
+            container_name: name.clone(),
+            export_path: "exports/existing.tar.gz".into(),
+        })
+        .await
+        .expect("ExportContainer")
+        .into_inner();
+    assert_eq!(
+        r.status,
+        pb::export_container_response::Status::Exporting as i32
+    );
+    let c = h
+        .client
+        .cancel_export_container(pb::CancelExportContainerRequest {
+            in_progress_container_name: name.clone(),
+        })
+        .await
+        .expect("Cancel")
+        .into_inner();
+    assert_eq!(
+        c.status,
+        pb::cancel_export_container_response::Status::CancelQueued as i32
+    );
+    let e = h
+        .wait_from(
+            from,
+            |p| {
+                export_status(p, &name).is_some_and(|e| {
+                    e.status != pb::container_export_progress::Status::ExportingStreaming as i32
+                })
+            },
+            LONG,
+        )
+        .await;
+    let last = export_status(&e.payload, &name).expect("export status");
+    assert_eq!(
+        last.status,
+        pb::container_export_progress::Status::Cancelled as i32,
+        "{last:?}"
+    );
+    assert_eq!(
+        std::fs::read(&existing).expect("existing file kept"),
+        b"user data"
+    );
+    assert_eq!(ls(&shared.join("exports")), vec!["existing.tar.gz"]);
+    std::fs::remove_file(&existing).expect("rm");
+
+    // A failed export leaves nothing either: the target is a directory (fails after the
+    // snapshot), and an unknown container (fails at the snapshot).
+    std::fs::create_dir(shared.join("exports/adir")).expect("mkdir");
+    for (container, path, reason) in [
+        (
+            name.clone(),
+            "exports/adir",
+            "failed to create export file as",
+        ),
+        (h.name("ghost"), "exports/ghost.tar.gz", "snapshot"),
+    ] {
+        let from = h.host.state.events.next_seq();
+        let r = h
+            .client
+            .export_container(pb::ExportContainerRequest {
+                container_name: container.clone(),
+                export_path: path.into(),
+            })
+            .await
+            .expect("ExportContainer")
+            .into_inner();
+        assert_eq!(
+            r.status,
+            pb::export_container_response::Status::Exporting as i32
+        );
+        let e = h
+            .wait_from(from, |p| export_status(p, &container).is_some(), LONG)
+            .await;
+        let last = export_status(&e.payload, &container).expect("status");
+        assert_eq!(
+            last.status,
+            pb::container_export_progress::Status::Failed as i32,
+            "{path}: {last:?}"
+        );
+        assert!(last.failure_reason.contains(reason), "{path}: {last:?}");
+        assert_eq!(last.bytes_exported, 0);
+        assert_eq!(ls(&shared.join("exports")), vec!["adir"], "{path}");
+        assert!(ls(&shared.join("exports/adir")).is_empty(), "{path}");
+    }
+    std::fs::remove_dir(shared.join("exports/adir")).expect("rmdir");
+    assert!(
+        h.lxd
+            .snapshot_names(&name)
+            .await
+            .expect("snapshots")
+            .is_empty(),
+        "rootfs-backup removed after the failures"
     );
 
     // Full export.

@@ -1,13 +1,20 @@
 //! ExportContainer / CancelExportContainer (§8.9): snapshot `rootfs-backup`, stream it as a
 //! unified image tarball (tar → gzip) into the shared directory with `EXPORTING_STREAMING`
-//! reports, then `DONE`, `CANCELLED` (file truncated to 0) or `FAILED`.
+//! reports, then `DONE`, `CANCELLED` or `FAILED`.
 //!
-//! Difference from upstream: instead of a writable btrfs copy of the snapshot that is unshifted
-//! on disk, ids are unshifted in the tar headers while reading the snapshot directly
-//! (`$LXD_DIR/snapshots/<name>/rootfs-backup`). This works with any storage driver and leaves
-//! nothing to clean up.
+//! Differences from upstream:
+//! - The tarball is written under a temporary name in the target's directory and renamed onto
+//!   `export_path` only on `DONE`. After `CANCELLED` or `FAILED` the temporary file is removed,
+//!   so no file (empty or partial) is left at `export_path`, and a file that was already there
+//!   is left untouched (upstream truncates the output to 0 bytes and leaves it for the host).
+//! - Instead of a writable btrfs copy of the snapshot that is unshifted on disk, ids are
+//!   unshifted in the tar headers while reading the snapshot directly
+//!   (`$LXD_DIR/snapshots/<name>/rootfs-backup`). This works with any storage driver and
+//!   leaves nothing to clean up.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,13 +141,8 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("deleting snapshot {name}/{EXPORT_SNAPSHOT}: {e}"),
         }
-        match result {
-            Ok(report) => report,
-            Err(reason) => {
-                truncate(&out_path);
-                failed(reason)
-            }
-        }
+        // The temporary output was already removed by `ExportFile`'s drop on every path but DONE.
+        result.unwrap_or_else(failed)
     }
 
     async fn make_export_snapshot(&self, client: &Client, name: &str) -> Result<(), String> {
@@ -214,12 +216,15 @@ impl Daemon {
         tokio::task::spawn_blocking(move || {
             let (paths, totals) = archive::totals(&root)
                 .map_err(|e| format!("failed to scan {}: {e}", root.display()))?;
-            let file = std::fs::File::create(&out_path).map_err(|e| {
+            let (output, file) = ExportFile::create(&out_path).map_err(|e| {
                 format!(
                     "failed to create export file as {}: {e}",
                     out_path.display()
                 )
             })?;
+            let written = file
+                .try_clone()
+                .map_err(|e| format!("failed to export {}: {e}", out_path.display()))?;
             let mut last_report: Option<Instant> = None;
             let mut cancelled = false;
             let report = |status: Progress, s: &archive::Streamed| pb::ContainerExportProgress {
@@ -253,6 +258,10 @@ impl Daemon {
             .map_err(|e| format!("failed to export {}: {e}", out_path.display()))?;
             match outcome {
                 Outcome::Done(s) => {
+                    written
+                        .sync_all()
+                        .and_then(|()| output.commit())
+                        .map_err(|e| format!("failed to export {}: {e}", out_path.display()))?;
                     tracing::info!(
                         "exported {name_owned} to {} ({} bytes)",
                         out_path.display(),
@@ -262,7 +271,7 @@ impl Daemon {
                 }
                 Outcome::Stopped(mut s) => {
                     debug_assert!(cancelled);
-                    truncate(&out_path);
+                    drop(output);
                     s.exported = 0;
                     Ok(report(Progress::Cancelled, &s))
                 }
@@ -273,16 +282,178 @@ impl Daemon {
     }
 }
 
-/// Empties the output (it cannot be deleted from inside the VM; the host deletes it).
-fn truncate(path: &Path) {
-    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
-        let _ = f.set_len(0);
+/// The export output file: data goes to a temporary file next to `target` (same directory, so
+/// the final rename is atomic) that becomes `target` only through [`ExportFile::commit`].
+/// Dropping an uncommitted `ExportFile` removes the temporary file, leaving the directory as it
+/// was before the export — no partial file, and an existing file at `target` is never touched.
+#[derive(Debug)]
+struct ExportFile {
+    target: PathBuf,
+    temp: PathBuf,
+    committed: bool,
+}
+
+/// Distinguishes temporary names of concurrent exports within this process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl ExportFile {
+    /// Creates the temporary file for `target`. Fails when `target` is a directory or its
+    /// parent directory does not exist. When `target` already exists, the temporary file gets
+    /// its permissions and (best effort) its owner, so a successful export replaces it alike.
+    fn create(target: &Path) -> std::io::Result<(ExportFile, File)> {
+        use std::io::{Error, ErrorKind};
+        let existing = match std::fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::new(ErrorKind::IsADirectory, "it is a directory"));
+            }
+            Ok(m) if m.is_file() => Some(m),
+            Ok(_) => None,
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a file path"));
+        };
+        let name = name.to_string_lossy();
+        let mut attempt = 0;
+        let (temp, file) = loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let temp = dir.join(format!(
+                ".{name}.{}-{n}.tremplin-export",
+                std::process::id()
+            ));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+            {
+                Ok(f) => break (temp, f),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let output = ExportFile {
+            target: target.to_path_buf(),
+            temp,
+            committed: false,
+        };
+        if let Some(m) = existing {
+            file.set_permissions(m.permissions())?;
+            let (uid, gid) = (
+                std::os::unix::fs::MetadataExt::uid(&m),
+                std::os::unix::fs::MetadataExt::gid(&m),
+            );
+            if let Err(e) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
+                tracing::debug!(
+                    "cannot give {} owner {uid}:{gid}: {e}",
+                    output.temp.display()
+                );
+            }
+        }
+        Ok((output, file))
+    }
+
+    /// Moves the finished file onto the target (replacing an existing file).
+    fn commit(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for ExportFile {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        match std::fs::remove_file(&self.temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "cannot remove the unfinished export {}: {e}",
+                self.temp.display()
+            ),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn export_file_appears_only_on_commit() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.tar.gz");
+        let (output, mut file) = ExportFile::create(&target).expect("create");
+        file.write_all(b"data").expect("write");
+        assert!(!target.exists(), "nothing at the target while writing");
+        assert_eq!(names(dir.path()).len(), 1, "one temporary file");
+        output.commit().expect("commit");
+        assert_eq!(std::fs::read(&target).expect("read"), b"data");
+        assert_eq!(names(dir.path()), vec!["out.tar.gz"], "temporary file gone");
+    }
+
+    #[test]
+    fn discarded_export_leaves_no_file() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.tar.gz");
+        let (output, mut file) = ExportFile::create(&target).expect("create");
+        file.write_all(b"partial").expect("write");
+        drop(output);
+        assert!(!target.exists());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn existing_file_is_kept_on_discard_and_replaced_on_commit() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("mine.tar.gz");
+        std::fs::write(&target, b"user data").expect("write");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let (output, mut file) = ExportFile::create(&target).expect("create");
+        file.write_all(b"partial").expect("write");
+        drop(output);
+        assert_eq!(std::fs::read(&target).expect("read"), b"user data");
+        assert_eq!(names(dir.path()), vec!["mine.tar.gz"]);
+
+        let (output, mut file) = ExportFile::create(&target).expect("create");
+        file.write_all(b"new export").expect("write");
+        output.commit().expect("commit");
+        assert_eq!(std::fs::read(&target).expect("read"), b"new export");
+        let mode = std::fs::metadata(&target)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640, "permissions of the replaced file kept");
+        assert_eq!(names(dir.path()), vec!["mine.tar.gz"]);
+    }
+
+    #[test]
+    fn export_file_rejects_directories_and_missing_parents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let err = ExportFile::create(&dir.path().join("sub")).expect_err("directory");
+        assert_eq!(err.kind(), std::io::ErrorKind::IsADirectory);
+        let err = ExportFile::create(&dir.path().join("missing/out.tar.gz")).expect_err("parent");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(names(dir.path()), vec!["sub"]);
+        assert!(names(&dir.path().join("sub")).is_empty());
+    }
 
     #[test]
     fn unshift_map_from_lxd_idmap() {
