@@ -461,6 +461,10 @@ async fn follow_package_progress<E: TryFrom<i32> + std::fmt::Debug>(
             let details = text(&record, "failure_details");
             if json {
                 println!("{record}");
+            } else if status == success {
+                // garcon puts "Exit Code: 1" in the details of a success too (the spec's
+                // wire behaviour); it only confuses a person.
+                println!("{rpc_name}: {name}");
             } else {
                 println!("{rpc_name}: {name} {details}");
             }
