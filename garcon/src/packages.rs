@@ -3,7 +3,14 @@
 //! (garcon-host §4.6).
 //!
 //! * Requests are validated first ([`InfoRequest::validate`], [`InstallRequest::validate`],
-//!   [`UninstallRequest::validate`]); a [`RequestError`] is the rpc's `INVALID_ARGUMENT`.
+//!   [`UninstallRequest::validate`]); a [`RequestError`] is the rpc's `INVALID_ARGUMENT`, except
+//!   the in-band ones ([`RequestError::is_in_band`]).
+//! * DEVIATION (our issue: "a path outside the container user's reach"): a package file must be
+//!   a regular file that garcon's own user can read. PackageKit runs as root and would read
+//!   anything the path names, so without this check any caller could have root parse (and
+//!   install) a file the container user cannot see. Refused with `FAILED` (install) or
+//!   `success=false` (info) and a reason naming the path; the request then carries the
+//!   canonical path, so PackageKit reads the very file that was checked.
 //! * Installs and uninstalls share one process-wide busy flag ([`BusyFlag`]): set atomically when
 //!   an operation starts, cleared when its PackageKit transaction is torn down (after `Finished`,
 //!   the daemon's death, or the transaction watchdog) — also if the task panics, since the flag is
@@ -59,16 +66,120 @@ pub enum RequestError {
     /// No desktop file has that id.
     #[error("desktop_file_id does not exist")]
     UnknownDesktopFileId,
+    /// `file_path` is not something the container user can read (in-band).
+    #[error("{} is not readable by the container user (uid {uid}): {reason}", path.display())]
+    NotReadable {
+        path: PathBuf,
+        uid: u32,
+        reason: String,
+    },
+    /// `file_path` is a directory, device, FIFO or socket (in-band).
+    #[error("{} is not a regular file", path.display())]
+    NotRegularFile { path: PathBuf },
 }
 
-/// Absolute form of a request path (relative paths resolve against garcon's cwd, §5.5), checked
-/// for existence.
-async fn existing_file(file_path: &str) -> Result<PathBuf, RequestError> {
-    let path = std::path::absolute(file_path).map_err(|_| RequestError::FileMissing)?;
-    match tokio::fs::try_exists(&path).await {
-        Ok(true) => Ok(path),
-        _ => Err(RequestError::FileMissing),
+impl RequestError {
+    /// Whether the rpc reports this in its reply (`FAILED` / `success=false` with the message)
+    /// rather than as `INVALID_ARGUMENT`.
+    pub fn is_in_band(&self) -> bool {
+        matches!(self, Self::NotReadable { .. } | Self::NotRegularFile { .. })
     }
+}
+
+/// Whose read permission a package file is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileAccess {
+    /// garcon's own real uid and gids, with access(2) (production: garcon runs as the container
+    /// user).
+    #[default]
+    Process,
+    /// The given user and primary group, from the mode bits of the file and of every directory
+    /// above it (no ACLs, no supplementary groups; uid 0 may read everything). For tests, which
+    /// run as root, where access(2) always succeeds.
+    User { uid: u32, gid: u32 },
+}
+
+impl FileAccess {
+    fn uid(self) -> u32 {
+        match self {
+            Self::Process => nix::unistd::getuid().as_raw(),
+            Self::User { uid, .. } => uid,
+        }
+    }
+
+    /// Whether the user may read `path` (canonical), or why not.
+    fn check_readable(self, path: &Path) -> Result<(), String> {
+        match self {
+            Self::Process => nix::unistd::access(path, nix::unistd::AccessFlags::R_OK)
+                .map_err(|errno| errno.desc().to_owned()),
+            Self::User { uid: 0, .. } => Ok(()),
+            Self::User { uid, gid } => {
+                for dir in path.ancestors().skip(1) {
+                    let meta = std::fs::metadata(dir)
+                        .map_err(|err| format!("cannot stat {}: {err}", dir.display()))?;
+                    if !mode_permits(&meta, uid, gid, 0o1) {
+                        return Err(format!("no search permission on {}", dir.display()));
+                    }
+                }
+                let meta = std::fs::metadata(path).map_err(|err| err.to_string())?;
+                if mode_permits(&meta, uid, gid, 0o4) {
+                    Ok(())
+                } else {
+                    Err("Permission denied".to_owned())
+                }
+            }
+        }
+    }
+}
+
+/// The owner, group or other permission bit `bit` (0o4 read, 0o1 search) that applies to the
+/// user.
+fn mode_permits(meta: &std::fs::Metadata, uid: u32, gid: u32, bit: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let shift = if meta.uid() == uid {
+        6
+    } else if meta.gid() == gid {
+        3
+    } else {
+        0
+    };
+    (meta.mode() >> shift) & bit != 0
+}
+
+/// The canonical form of a request path (relative paths resolve against garcon's cwd, §5.5):
+/// it must exist (else `FileMissing`), be a regular file and be readable as `access` says.
+async fn package_file(file_path: &str, access: FileAccess) -> Result<PathBuf, RequestError> {
+    let path = std::path::absolute(file_path).map_err(|_| RequestError::FileMissing)?;
+    tokio::task::spawn_blocking(move || check_package_file(path, access))
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(%err, "package file check task failed");
+            Err(RequestError::FileMissing)
+        })
+}
+
+fn check_package_file(path: PathBuf, access: FileAccess) -> Result<PathBuf, RequestError> {
+    let not_readable = |path: PathBuf, reason: String| RequestError::NotReadable {
+        path,
+        uid: access.uid(),
+        reason,
+    };
+    let canonical = match std::fs::canonicalize(&path) {
+        Ok(canonical) => canonical,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RequestError::FileMissing)
+        }
+        Err(err) => return Err(not_readable(path, err.to_string())),
+    };
+    let meta = std::fs::metadata(&canonical)
+        .map_err(|err| not_readable(canonical.clone(), err.to_string()))?;
+    if !meta.is_file() {
+        return Err(RequestError::NotRegularFile { path: canonical });
+    }
+    access
+        .check_readable(&canonical)
+        .map_err(|reason| not_readable(canonical.clone(), reason))?;
+    Ok(canonical)
 }
 
 /// What GetLinuxPackageInfo asks about.
@@ -81,10 +192,19 @@ pub enum InfoRequest {
 }
 
 impl InfoRequest {
-    /// §5.5 steps 1-2.
+    /// §5.5 steps 1-2, checked against garcon's own user.
     pub async fn validate(file_path: &str, package_name: &str) -> Result<Self, RequestError> {
+        Self::validate_as(file_path, package_name, FileAccess::Process).await
+    }
+
+    /// As [`InfoRequest::validate`], checking readability as `access` says.
+    pub async fn validate_as(
+        file_path: &str,
+        package_name: &str,
+        access: FileAccess,
+    ) -> Result<Self, RequestError> {
         if !file_path.is_empty() {
-            Ok(Self::File(existing_file(file_path).await?))
+            Ok(Self::File(package_file(file_path, access).await?))
         } else if !package_name.is_empty() {
             Ok(Self::PackageName(package_name.to_owned()))
         } else {
@@ -103,10 +223,19 @@ pub enum InstallRequest {
 }
 
 impl InstallRequest {
-    /// §5.6 steps 1-2 (before the busy check).
+    /// §5.6 steps 1-2 (before the busy check), checked against garcon's own user.
     pub async fn validate(file_path: &str, package_id: &str) -> Result<Self, RequestError> {
+        Self::validate_as(file_path, package_id, FileAccess::Process).await
+    }
+
+    /// As [`InstallRequest::validate`], checking readability as `access` says.
+    pub async fn validate_as(
+        file_path: &str,
+        package_id: &str,
+        access: FileAccess,
+    ) -> Result<Self, RequestError> {
         if !file_path.is_empty() {
-            Ok(Self::File(existing_file(file_path).await?))
+            Ok(Self::File(package_file(file_path, access).await?))
         } else if !package_id.is_empty() {
             Ok(Self::PackageId(package_id.to_owned()))
         } else {
@@ -722,6 +851,159 @@ mod tests {
             relative,
             InfoRequest::File(std::env::current_dir().unwrap().join("Cargo.toml"))
         );
+    }
+
+    /// A root-owned dir others may search, holding a 0600 and a 0644 root-owned file.
+    fn permission_fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let private = dir.path().join("private.deb");
+        let public = dir.path().join("public.deb");
+        for (path, mode) in [(&private, 0o600), (&public, 0o644)] {
+            std::fs::write(path, b"x").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        (dir, private, public)
+    }
+
+    #[tokio::test]
+    async fn validate_refuses_a_file_the_container_user_cannot_read() {
+        use std::os::unix::fs::MetadataExt;
+        let (_dir, private, public) = permission_fixture();
+        let owner = std::fs::metadata(&private).unwrap().uid();
+        for uid in [1000, 65534] {
+            if uid == owner {
+                continue;
+            }
+            let user = FileAccess::User { uid, gid: uid };
+            let refused = InstallRequest::validate_as(private.to_str().unwrap(), "", user).await;
+            let Err(err) = refused else {
+                panic!("uid {uid} may not read a 0600 file of uid {owner}: {refused:?}")
+            };
+            assert!(err.is_in_band());
+            assert_eq!(
+                err,
+                RequestError::NotReadable {
+                    path: private.clone(),
+                    uid,
+                    reason: "Permission denied".into()
+                }
+            );
+            let text = err.to_string();
+            assert!(text.contains(private.to_str().unwrap()), "{text}");
+            assert!(text.contains(&format!("uid {uid}")), "{text}");
+            assert_eq!(
+                InfoRequest::validate_as(private.to_str().unwrap(), "", user).await,
+                Err(err)
+            );
+            assert_eq!(
+                InstallRequest::validate_as(public.to_str().unwrap(), "", user).await,
+                Ok(InstallRequest::File(public.clone()))
+            );
+            assert_eq!(
+                InfoRequest::validate_as(public.to_str().unwrap(), "", user).await,
+                Ok(InfoRequest::File(public.clone()))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn validate_refuses_a_readable_file_in_an_unsearchable_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _private, public) = permission_fixture();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let user = FileAccess::User {
+            uid: 65534,
+            gid: 65534,
+        };
+        let refused = InstallRequest::validate_as(public.to_str().unwrap(), "", user).await;
+        let Err(RequestError::NotReadable { path, reason, .. }) = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(path, public);
+        assert!(reason.contains(dir.path().to_str().unwrap()), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn validate_refuses_non_regular_files_and_resolves_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = InstallRequest::validate(dir.path().to_str().unwrap(), "")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::NotRegularFile {
+                path: dir.path().to_owned()
+            }
+        );
+        assert!(err.is_in_band());
+        assert!(err.to_string().contains(dir.path().to_str().unwrap()));
+        assert_eq!(
+            InfoRequest::validate("/dev/null", "").await,
+            Err(RequestError::NotRegularFile {
+                path: "/dev/null".into()
+            })
+        );
+        // The request carries the file the link points at: the one that was checked.
+        let target = dir.path().join("real.deb");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("link.deb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(
+            InstallRequest::validate(link.to_str().unwrap(), "").await,
+            Ok(InstallRequest::File(target))
+        );
+        // A dangling link names nothing.
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling")).unwrap();
+        assert_eq!(
+            InstallRequest::validate(dir.path().join("dangling").to_str().unwrap(), "").await,
+            Err(RequestError::FileMissing)
+        );
+    }
+
+    /// The production check asks the kernel for garcon's real uid; run as that uid in a forked
+    /// child, so it holds when the tests run as root.
+    #[test]
+    fn process_access_check_uses_the_real_uid() {
+        let (_dir, private, public) = permission_fixture();
+        if !nix::unistd::getuid().is_root() {
+            // Unprivileged: the check applies to us directly.
+            assert!(FileAccess::Process.check_readable(&public).is_ok());
+            return;
+        }
+        // SAFETY: the child drops privileges, runs the check and _exits; it never returns into
+        // the test harness. It allocates, which glibc's fork handlers make safe in the child.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| {
+                    nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).ok()?;
+                    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).ok()?;
+                    let private_refused = matches!(
+                        check_package_file(private.clone(), FileAccess::Process),
+                        Err(RequestError::NotReadable { uid: 65534, .. })
+                    );
+                    let public_allowed =
+                        check_package_file(public.clone(), FileAccess::Process).is_ok();
+                    Some(match (private_refused, public_allowed) {
+                        (true, true) => 0,
+                        (false, _) => 2,
+                        (true, false) => 3,
+                    })
+                })()
+                .unwrap_or(1);
+                // SAFETY: ends the forked child without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(child, 0),
+                    "1: cannot drop privileges, 2: 0600 root file readable, 3: 0644 refused"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -23,7 +23,8 @@
 //! 14. SIGTERM: the stop future is installed by the caller *before* startup, so a SIGTERM during
 //!     startup ends garcon quietly (exit 0, no ContainerShutdown, like the default action);
 //! 15. and 16. app publisher (watchers, initial app list, MIME types) in
-//!     [`crate::app_publisher`];
+//!     [`crate::app_publisher`]; DEVIATION: it also resends everything whenever the host
+//!     reconnects ([`HostClient::link`]);
 //! 17. low-disk timer (first check after 2 minutes);
 //! 18. run until the stop future resolves (SIGTERM) ⇒ ContainerShutdown (best effort), stop the
 //!     server, exit 0. ContainerShutdown is never sent on any other path.
@@ -468,9 +469,11 @@ where
             }
         };
         let publisher_host: Arc<dyn crate::app_publisher::AppListHost> = Arc::new(host.clone());
-        Some(AppPublisher::spawn(
+        // Follows the host link: full resend on every host reconnect (our issue's deviation).
+        Some(AppPublisher::spawn_linked(
             PublisherConfig::from_env(lookup),
             publisher_host,
+            host.link(),
         ))
     } else {
         None

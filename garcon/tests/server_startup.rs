@@ -6,8 +6,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crostini_common::Address;
+use crostini_host::registry::{ContainerRecord, LOCAL_VM_CID};
 use crostini_host::{Event, HostConfig, Payload, RunningHost};
 use crostini_proto::vm_tools::container::garcon_client::GarconClient;
+use crostini_proto::vm_tools::container::Application;
 use crostini_proto::vm_tools::container::{
     get_garcon_session_info_response, GetGarconSessionInfoRequest,
 };
@@ -255,6 +257,186 @@ async fn container_ready_over_unix_then_app_list_and_sigterm_shutdown() {
         !sandbox.path("garcon.sock").exists(),
         "socket removed on exit"
     );
+}
+
+/// (desktop_file_id, [(locale, name)]) of every app of an UpdateApplicationList event.
+fn apps_of(event: &Event) -> Vec<(String, Vec<(String, String)>)> {
+    let Payload::UpdateApplicationList(list) = &event.payload else {
+        panic!("not UpdateApplicationList: {event:?}")
+    };
+    list.application.iter().map(app_summary).collect()
+}
+
+fn app_summary(app: &Application) -> (String, Vec<(String, String)>) {
+    let names = app
+        .name
+        .as_ref()
+        .map(|name| {
+            name.values
+                .iter()
+                .map(|v| (v.locale.clone(), v.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (app.desktop_file_id.clone(), names)
+}
+
+fn fixture_apps() -> Vec<(String, Vec<(String, String)>)> {
+    vec![(
+        "garcon-process-test".to_string(),
+        vec![
+            (String::new(), "Garcon Process Test".to_string()),
+            ("fr".to_string(), "Test de processus garcon".to_string()),
+        ],
+    )]
+}
+
+fn has_app(event: &Event, id: &str) -> bool {
+    matches!(&event.payload, Payload::UpdateApplicationList(list)
+        if list.application.iter().any(|a| a.desktop_file_id == id))
+}
+
+/// issue 4: "a new .desktop file reaches the host within 1 s" — garcon as a process, host over
+/// unix sockets, XDG data in a temp dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_desktop_file_reaches_the_host_within_one_second() {
+    let sandbox = Sandbox::new();
+    let applications = sandbox.path("data/applications");
+    std::fs::create_dir_all(&applications).expect("applications dir");
+    std::fs::copy(
+        fixtures().join("data/applications/garcon-process-test.desktop"),
+        applications.join("garcon-process-test.desktop"),
+    )
+    .expect("fixture desktop file");
+    let host = sandbox.host().await;
+    let args = sandbox.server_args(&format!("unix://{}", sandbox.path("garcon.sock").display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = sandbox.path("data").display().to_string();
+    let mut server = sandbox.spawn(&args, &[("XDG_DATA_DIRS", data.as_str())]);
+
+    wait_rpc(&host, "ContainerReady", &server).await;
+    let initial = wait_rpc(&host, "UpdateApplicationList", &server).await;
+    assert_eq!(apps_of(&initial), fixture_apps());
+    wait_rpc(&host, "PendingUpdateApplicationListCalls", &server).await;
+
+    let from = host.events().last().map_or(0, |e| e.seq + 1);
+    let written = Instant::now();
+    std::fs::write(
+        applications.join("latency-probe.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Latency Probe\nExec=/bin/true\n",
+    )
+    .expect("write the new desktop file");
+    let update = host
+        .wait_for_from(
+            from,
+            |e| has_app(e, "latency-probe"),
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}; garcon log:\n{}", server.log()));
+    let latency = written.elapsed();
+    assert!(
+        latency < Duration::from_secs(1),
+        "the new app reached the host after {latency:?}"
+    );
+    let mut expected = fixture_apps();
+    expected.push((
+        "latency-probe".to_string(),
+        vec![(String::new(), "Latency Probe".to_string())],
+    ));
+    let mut got = apps_of(&update);
+    got.sort();
+    assert_eq!(got, expected);
+    // The change was announced first: Pending{1} before the list, Pending{0} after it.
+    let counts: Vec<(u64, u32)> = host
+        .events()
+        .into_iter()
+        .filter(|e| e.seq >= from)
+        .filter_map(|e| match e.payload {
+            Payload::PendingUpdateApplicationListCalls(p) => Some((e.seq, p.count)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        counts
+            .iter()
+            .any(|&(seq, count)| seq < update.seq && count == 1),
+        "{counts:?}"
+    );
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(15)).await.code(), Some(0));
+}
+
+/// issue 4: "resend the full list whenever the host reconnects". The host goes away and a new
+/// one comes up on the same address; nothing changes in the container, yet the list arrives.
+///
+/// The new host already knows the token as active: it models a host that kept its container
+/// table across the interruption (cicerone keeps it while its vsock connection drops; a
+/// cicerone that really lost its state would not know this boot's token at all, so neither an
+/// UpdateApplicationList nor a second ContainerReady could succeed there). garcon does not
+/// re-register: upstream never sends ContainerReady twice, and it would make the host redo its
+/// registration and announce a second ContainerStarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_host_gets_the_full_list_again_without_a_change() {
+    let sandbox = Sandbox::new();
+    let host = sandbox.host().await;
+    let listen = format!("unix://{}", sandbox.path("garcon.sock").display());
+    let mut server = sandbox.spawn_server(&listen);
+    wait_rpc(&host, "ContainerReady", &server).await;
+    let initial = wait_rpc(&host, "UpdateApplicationList", &server).await;
+    assert_eq!(apps_of(&initial), fixture_apps());
+    wait_rpc(&host, "PendingUpdateApplicationListCalls", &server).await;
+    host.shutdown().await;
+
+    let restarted = RunningHost::start(HostConfig {
+        container_listener: Some(sandbox.host_address()),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("the new host starts on the same address");
+    restarted.register_container(TOKEN, "penguin");
+    restarted
+        .state
+        .registry
+        .activate(
+            LOCAL_VM_CID,
+            ContainerRecord {
+                name: "penguin".to_string(),
+                token: TOKEN.to_string(),
+                garcon_port: 0,
+                sftp_port: 0,
+                garcon_address: None,
+            },
+        )
+        .expect("token activated");
+    let up = Instant::now();
+
+    let again = wait_rpc(&restarted, "UpdateApplicationList", &server).await;
+    assert!(again.is_ok(), "the host took it: {again:?}");
+    assert!(
+        up.elapsed() < Duration::from_secs(5),
+        "the list arrived {:?} after the host came back",
+        up.elapsed()
+    );
+    assert_eq!(apps_of(&again), fixture_apps());
+    let pending = wait_rpc(&restarted, "PendingUpdateApplicationListCalls", &server).await;
+    assert!(pending.seq > again.seq, "Pending follows the list");
+    let Payload::PendingUpdateApplicationListCalls(pending) = &pending.payload else {
+        unreachable!()
+    };
+    assert_eq!(pending.count, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&restarted, "ContainerReady"), 0, "no re-registration");
+    assert_eq!(
+        count(&restarted, "UpdateApplicationList"),
+        1,
+        "one resend per reconnect"
+    );
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(15)).await.code(), Some(0));
+    wait_rpc(&restarted, "ContainerShutdown", &server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

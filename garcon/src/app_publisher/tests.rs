@@ -390,3 +390,133 @@ fn window_extends_with_each_event_but_not_past_the_cap() {
     w.extend(t0 + Duration::from_millis(280), d, cap);
     assert_eq!(w.deadline, t0 + cap);
 }
+
+/// A host whose link behaves like `HostClient`'s: a failed call marks it down, a successful
+/// one after that marks it up and counts a reconnect.
+struct LinkedHost {
+    calls: UnboundedSender<(Instant, Call)>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    link: Arc<watch::Sender<LinkStatus>>,
+}
+
+impl LinkedHost {
+    fn outcome(&self) -> Result<(), HostCallError> {
+        if self.fail.load(Ordering::SeqCst) {
+            self.link
+                .send_if_modified(|s| !std::mem::replace(&mut s.down, true));
+            Err("unavailable".into())
+        } else {
+            self.link.send_if_modified(|s| {
+                let was_down = std::mem::replace(&mut s.down, false);
+                s.reconnects += u64::from(was_down);
+                was_down
+            });
+            Ok(())
+        }
+    }
+}
+
+impl AppListHost for LinkedHost {
+    fn update_application_list(
+        &self,
+        applications: Vec<Application>,
+    ) -> BoxFuture<'_, Result<(), HostCallError>> {
+        let mut ids: Vec<String> = applications
+            .into_iter()
+            .map(|a| a.desktop_file_id)
+            .collect();
+        ids.sort();
+        let _ = self.calls.send((Instant::now(), Call::Update(ids)));
+        let outcome = self.outcome();
+        Box::pin(async move { outcome })
+    }
+
+    fn pending_update_application_list_calls(
+        &self,
+        count: u32,
+    ) -> BoxFuture<'_, Result<(), HostCallError>> {
+        let _ = self.calls.send((Instant::now(), Call::Pending(count)));
+        let outcome = self.outcome();
+        Box::pin(async move { outcome })
+    }
+
+    fn update_mime_types(&self, m: MimeTypeMap) -> BoxFuture<'_, Result<(), HostCallError>> {
+        let _ = self.calls.send((Instant::now(), Call::Mime(m.len())));
+        let outcome = self.outcome();
+        Box::pin(async move { outcome })
+    }
+}
+
+#[tokio::test]
+async fn while_the_host_is_down_the_list_is_retried_with_backoff_then_resent_once() {
+    let e = env();
+    write_app(&e.apps, "a");
+    let mut config = config(&e);
+    config.mime = None;
+    let (tx, rx) = unbounded_channel();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let link = Arc::new(watch::Sender::new(LinkStatus::default()));
+    let host = Arc::new(LinkedHost {
+        calls: tx,
+        fail: fail.clone(),
+        link: link.clone(),
+    });
+    let _p = AppPublisher::spawn_linked(config, host, link.subscribe());
+    let mut calls = Recorder { rx };
+    calls.expect(Call::Update(ids(&["a"]))).await;
+    calls.expect(Call::Pending(0)).await;
+
+    // The connection drops (no call failed yet): retries start, backing off while they fail.
+    fail.store(true, Ordering::SeqCst);
+    let down = Instant::now();
+    link.send_modify(|s| s.down = true);
+    let first = calls.expect(Call::Update(ids(&["a"]))).await;
+    let second = calls.expect(Call::Update(ids(&["a"]))).await;
+    let third = tokio::time::timeout(Duration::from_secs(3), calls.rx.recv())
+        .await
+        .expect("third retry")
+        .expect("call");
+    assert_eq!(third.1, Call::Update(ids(&["a"])));
+    assert!(first - down >= RETRY_INITIAL, "{:?}", first - down);
+    assert!(second - first >= RETRY_INITIAL * 2, "{:?}", second - first);
+    assert!(
+        third.0 - second >= RETRY_INITIAL * 4,
+        "{:?}",
+        third.0 - second
+    );
+
+    // The host is back: the next retry delivers list then Pending, and the reconnect it caused
+    // does not trigger a second resend.
+    fail.store(false, Ordering::SeqCst);
+    let back = tokio::time::timeout(Duration::from_secs(3), calls.rx.recv())
+        .await
+        .expect("retry after the host came back")
+        .expect("call");
+    assert_eq!(back.1, Call::Update(ids(&["a"])));
+    calls.expect(Call::Pending(0)).await;
+    assert_eq!(calls.quiet(Duration::from_millis(1500)).await, None);
+    assert_eq!(
+        *link.borrow(),
+        LinkStatus {
+            down: false,
+            reconnects: 1
+        }
+    );
+
+    // A reconnect seen by another call (the link went down and up in between) resends at once.
+    link.send_modify(|s| s.reconnects += 1);
+    calls.expect(Call::Update(ids(&["a"]))).await;
+    calls.expect(Call::Pending(0)).await;
+    assert_eq!(calls.quiet(Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn without_a_link_nothing_is_retried() {
+    let e = env();
+    write_app(&e.apps, "a");
+    let (_p, mut calls) = start(config(&e), true);
+    calls.expect(Call::Update(ids(&["a"]))).await;
+    calls.expect(Call::Pending(0)).await;
+    // No MIME cache in this tree; a failed list is not retried without a link.
+    assert_eq!(calls.quiet(Duration::from_millis(800)).await, None);
+}

@@ -35,9 +35,12 @@ pub async fn get_linux_package_info(
     state: &Arc<GarconState>,
     request: LinuxPackageInfoRequest,
 ) -> Result<LinuxPackageInfoResponse, Status> {
-    let request = InfoRequest::validate(&request.file_path, &request.package_name)
-        .await
-        .map_err(invalid)?;
+    let request = match InfoRequest::validate(&request.file_path, &request.package_name).await {
+        Ok(request) => request,
+        // An unreadable or non-regular file: success=false with the reason.
+        Err(err) if err.is_in_band() => return Ok(info_response(Err(err.to_string()))),
+        Err(err) => return Err(invalid(err)),
+    };
     let result = match packages_for(state).await {
         Ok(packages) => packages.info(&request).await,
         Err(reason) => Err(reason),
@@ -76,9 +79,18 @@ pub async fn install_linux_package(
         package_id,
         command_uuid,
     } = request;
-    let request = InstallRequest::validate(&file_path, &package_id)
-        .await
-        .map_err(invalid)?;
+    let request = match InstallRequest::validate(&file_path, &package_id).await {
+        Ok(request) => request,
+        // An unreadable or non-regular file: FAILED with the reason (detected synchronously,
+        // §5.6 step 4), before the busy check like the other file checks.
+        Err(err) if err.is_in_band() => {
+            return Ok(InstallLinuxPackageResponse {
+                status: Reply::Failed as i32,
+                failure_reason: err.to_string(),
+            })
+        }
+        Err(err) => return Err(invalid(err)),
+    };
     let (status, failure_reason) = match packages_for(state).await {
         Ok(packages) => match packages.install(request, command_uuid) {
             InstallStart::Started => (Reply::Started, String::new()),
@@ -189,6 +201,65 @@ impl ProgressSink for HostClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state() -> Arc<GarconState> {
+        let host = HostClient::new(
+            &crostini_common::Address::unix("/nonexistent/host.sock"),
+            "token",
+        )
+        .unwrap();
+        Arc::new(GarconState::new(
+            host,
+            crate::config::Paths::from_env(),
+            false,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_non_regular_package_file_is_refused_in_band_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        let state = state();
+        let reply = install_linux_package(
+            &state,
+            InstallLinuxPackageRequest {
+                file_path: path.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reply.status,
+            install_linux_package_response::Status::Failed as i32
+        );
+        assert_eq!(
+            reply.failure_reason,
+            format!("{path} is not a regular file")
+        );
+        let info = get_linux_package_info(
+            &state,
+            LinuxPackageInfoRequest {
+                file_path: path.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!info.success);
+        assert_eq!(info.failure_reason, format!("{path} is not a regular file"));
+        // A missing file is still INVALID_ARGUMENT (§5.5/§5.6 step 2).
+        let missing = install_linux_package(
+            &state,
+            InstallLinuxPackageRequest {
+                file_path: format!("{path}/missing.deb"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+    }
 
     #[test]
     fn info_failure_carries_only_the_reason() {
