@@ -12,8 +12,22 @@ async fn main() -> std::process::ExitCode {
     match cli::run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("crostini-host: {e:#}");
+            eprintln!("crostini-host: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error chain, with a gRPC status shown as its code and message only: tonic's own Display
+/// repeats the transport error's whole source chain, several times over.
+fn describe(error: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in error.chain() {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            parts.push(format!("{:?}: {}", status.code(), status.message()));
+            break;
+        }
+        parts.push(cause.to_string());
+    }
+    parts.join(": ")
 }

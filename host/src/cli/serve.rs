@@ -5,6 +5,7 @@ use clap::Args;
 use crostini_common::signals::{StopSignal, StopSignals};
 use crostini_common::Address;
 
+use crate::events::Payload;
 use crate::server::{
     HostConfig, RunningHost, DEFAULT_CONTAINER_LISTENER, DEFAULT_TREMPLIN_LISTENER,
 };
@@ -74,6 +75,13 @@ pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result
             event = feed.recv() => match event {
                 Ok(event) => {
                     println!("{}", event.to_json_line());
+                    if matches!(event.payload, Payload::ContainerReady(_)) && !event.is_ok() {
+                        eprintln!(
+                            "ContainerReady refused: the token is not one this host handed out; \
+                             pass --token CONTAINER=TOKEN, or start the container with \
+                             `crostini-host --state-dir` pointing at this serve's state directory"
+                        );
+                    }
                     if let Some(dir) = &state_dir {
                         if let Err(e) = dir.record(&event) {
                             eprintln!("{e}");
