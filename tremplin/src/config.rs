@@ -105,6 +105,15 @@ pub struct Flags {
     #[arg(long = "dev-dir", default_value = "/dev")]
     pub dev_dir: PathBuf,
 
+    /// Sysfs root scanned for the xHCI controller of the USB manager (§9.2).
+    #[arg(long = "sysfs-root", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+
+    /// Read uevents from a unix datagram socket bound at this path instead of the kernel's
+    /// netlink socket (tests; each datagram is one kernel-format message).
+    #[arg(long = "uevent-socket")]
+    pub uevent_socket: Option<PathBuf>,
+
     /// Name of the LXD profile tremplin writes (§6) and creates containers with.
     #[arg(long = "lxd-profile", default_value = "default")]
     pub lxd_profile: String,
@@ -208,6 +217,10 @@ pub struct Config {
     pub start_heartbeat: std::time::Duration,
     pub apt_key_refresh: bool,
     pub log_stderr: bool,
+    /// `--sysfs-root`.
+    pub sysfs_root: PathBuf,
+    /// `--uevent-socket`; `None`: the kernel netlink socket.
+    pub uevent_socket: Option<PathBuf>,
 }
 
 /// Long flag names accepted with a single dash (Go `flag` style).
@@ -341,6 +354,8 @@ impl Config {
             start_heartbeat: std::time::Duration::from_secs(flags.start_heartbeat_seconds.max(1)),
             apt_key_refresh: !flags.no_apt_key_refresh,
             log_stderr: flags.log_stderr,
+            sysfs_root: flags.sysfs_root,
+            uevent_socket: flags.uevent_socket,
         })
     }
 }

@@ -2,7 +2,6 @@
 //! runs), the export/import transaction map and the creation guard. The RPC behaviour lives
 //! in `impl Daemon` blocks of the feature modules (`lxd_setup`, `containers::*`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -32,8 +31,8 @@ pub struct Daemon {
     /// Ids identity-mapped by the profile's raw.idmap (all four of the spec unless the host
     /// cannot delegate them).
     pub(crate) identity_ids: Mutex<Vec<u32>>,
-    /// USB attachments: port → container (§8.15); empty on machines without a USB manager.
-    pub(crate) usb_ports: Mutex<HashMap<u32, String>>,
+    /// The USB manager (§9.2), created when LXD starts on a machine with an xHCI controller.
+    pub(crate) usb: std::sync::OnceLock<Arc<crate::usb::UsbManager>>,
 }
 
 impl Daemon {
@@ -49,7 +48,7 @@ impl Daemon {
             ports_lock: tokio::sync::Mutex::new(()),
             last_ports: Mutex::new(None),
             identity_ids: Mutex::new(crate::profile::RAW_IDMAP_IDS.to_vec()),
-            usb_ports: Mutex::new(HashMap::new()),
+            usb: std::sync::OnceLock::new(),
         })
     }
 

@@ -51,6 +51,7 @@ impl Daemon {
         self.keep_task(tokio::spawn(event_loop(reader_client, first, tx)));
         let daemon = self.clone();
         self.keep_task(tokio::spawn(async move { daemon.ports_loop().await }));
+        self.start_usb();
     }
 
     async fn handle_lifecycle(&self, action: LifecycleAction) {
@@ -65,8 +66,7 @@ impl Daemon {
                     .await;
             }
             LifecycleAction::Deleted(name) => {
-                let mut ports = self.usb_ports.lock().unwrap_or_else(|p| p.into_inner());
-                ports.retain(|_, container| *container != name);
+                self.usb_container_deleted(&name).await;
             }
         }
     }

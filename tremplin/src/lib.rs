@@ -26,6 +26,7 @@ pub mod server;
 pub mod service;
 pub mod supervisor;
 pub mod transactions;
+pub mod usb;
 pub mod yaml;
 
 pub use config::Config;

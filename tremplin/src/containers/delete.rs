@@ -110,10 +110,7 @@ impl Daemon {
         let done = client.wait_final(&op.id, OP_TIMEOUT).await;
         match report_for(name, done) {
             Ok(()) => {
-                self.usb_ports
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|_, c| c != name);
+                self.usb_container_deleted(name).await;
                 tracing::info!("deleted container {name}");
                 progress(name, Progress::Deleted, "")
             }
