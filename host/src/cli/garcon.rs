@@ -92,16 +92,12 @@ pub async fn run(args: GarconArgs, state_dir: Option<&StateDir>, json: bool) -> 
     let mut client = clients::garcon(&args.address)?;
     match args.rpc {
         GarconRpc::Apps { container } => {
-            let dir = state_dir.context(
-                "the app list is recorded by `serve --state-dir`: pass the same --state-dir",
+            let list = recorded(
+                state_dir,
+                "the app list",
+                &container,
+                StateDir::app_list_path,
             )?;
-            let path = dir.app_list_path(&container);
-            let list = dir.read_json(&path)?.with_context(|| {
-                format!(
-                    "no app list recorded for {container:?} yet ({})",
-                    path.display()
-                )
-            })?;
             if json {
                 println!("{list}");
             } else {
@@ -109,16 +105,12 @@ pub async fn run(args: GarconArgs, state_dir: Option<&StateDir>, json: bool) -> 
             }
         }
         GarconRpc::MimeTypes { container } => {
-            let dir = state_dir.context(
-                "MIME types are recorded by `serve --state-dir`: pass the same --state-dir",
+            let table = recorded(
+                state_dir,
+                "MIME types",
+                &container,
+                StateDir::mime_types_path,
             )?;
-            let path = dir.mime_types_path(&container);
-            let table = dir.read_json(&path)?.with_context(|| {
-                format!(
-                    "no MIME types recorded for {container:?} yet ({})",
-                    path.display()
-                )
-            })?;
             if json {
                 println!("{table}");
             } else if let Some(map) = table["mime_type_mappings"].as_object() {
@@ -388,6 +380,25 @@ fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
+}
+
+/// The latest snapshot of `what` that `serve --state-dir` recorded for `container`.
+fn recorded(
+    state_dir: Option<&StateDir>,
+    what: &str,
+    container: &str,
+    path_of: fn(&StateDir, &str) -> std::path::PathBuf,
+) -> anyhow::Result<Value> {
+    let dir = state_dir.with_context(|| {
+        format!("{what} is recorded by `serve --state-dir`: pass the same --state-dir")
+    })?;
+    let path = path_of(dir, container);
+    dir.read_json(&path)?.with_context(|| {
+        format!(
+            "no {what} recorded for {container:?} yet ({})",
+            path.display()
+        )
+    })
 }
 
 /// Prints the applications of an UpdateApplicationList record as a table.
