@@ -30,13 +30,15 @@
 //! newer of packaging's static build and target/debug/garcon); `CROSTINI_E2E_KEEP=1` leaves the
 //! container and the temp directory behind for inspection.
 
+#[path = "../../tests/support/image_server.rs"]
+mod image_server;
 mod support;
+use image_server::ImageServer;
 
 use std::fmt::Write as _;
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crostini_common::Address;
@@ -181,68 +183,6 @@ impl Drop for Stages {
 
 // ---------------------------------------------------------------------------------------------
 // Things to undo
-
-/// The simplestreams server of tests/lxd, stopped on drop.
-struct ImageServer {
-    child: Child,
-    url: String,
-    fingerprint: String,
-    alias: String,
-}
-
-impl ImageServer {
-    fn start(extra: &[&str]) -> ImageServer {
-        let script = repo_root().join("tests/lxd/simplestreams.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--port", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tests/lxd/simplestreams.py");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let (mut url, mut fingerprint, mut alias) = (String::new(), String::new(), String::new());
-        while let Some(Ok(line)) = lines.next() {
-            if let Some(v) = line.strip_prefix("URL=") {
-                url = v.to_string();
-            } else if let Some(v) = line.strip_prefix("FINGERPRINT=") {
-                fingerprint = v.to_string();
-            } else if let Some(v) = line.strip_prefix("ALIAS=") {
-                alias = v.to_string();
-                break;
-            }
-        }
-        assert!(
-            !url.is_empty() && !fingerprint.is_empty() && !alias.is_empty(),
-            "simplestreams.py did not print URL/FINGERPRINT/ALIAS"
-        );
-        ImageServer {
-            child,
-            url,
-            fingerprint,
-            alias,
-        }
-    }
-}
-
-impl Drop for ImageServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // LXD caches the server's index for an hour under sha256(URL); the URL never comes back.
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &self.url])
-            .output()
-        {
-            let digest = String::from_utf8_lossy(&out.stdout);
-            if let Some(digest) = digest.split_whitespace().next() {
-                let _ = std::fs::remove_dir_all(format!("/var/lib/lxd/cache/{digest}"));
-            }
-        }
-    }
-}
 
 /// Deletes the test's containers and profile even when the test fails.
 struct LxdCleanup {

@@ -7,9 +7,12 @@
 
 #![allow(dead_code)]
 
-use std::io::BufRead;
+#[path = "../../../tests/support/image_server.rs"]
+mod image_server;
+pub use image_server::ImageServer;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,6 @@ use crostini_host::events::Payload;
 use crostini_host::{Event, HostConfig, RunningHost};
 use crostini_proto::vm_tools::tremplin as pb;
 use crostini_proto::vm_tools::tremplin::tremplin_client::TremplinClient;
-use sha2::Digest;
 use tonic::transport::Channel;
 use tremplin::config::Config;
 use tremplin::{RunningTremplin, StopKind};
@@ -72,60 +74,6 @@ pub fn lxd_socket() -> PathBuf {
             socket
         })
         .clone()
-}
-
-/// The simplestreams server of tests/lxd, killed (and its LXD cache entry removed) on drop.
-pub struct ImageServer {
-    child: Child,
-    pub url: String,
-    pub fingerprint: String,
-    pub alias: String,
-}
-
-impl ImageServer {
-    pub fn start(extra: &[&str]) -> ImageServer {
-        let script = repo_root().join("tests/lxd/simplestreams.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--port", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start simplestreams.py");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let (mut url, mut fingerprint, mut alias) = (String::new(), String::new(), String::new());
-        while let Some(Ok(line)) = lines.next() {
-            if let Some(v) = line.strip_prefix("URL=") {
-                url = v.to_string();
-            } else if let Some(v) = line.strip_prefix("FINGERPRINT=") {
-                fingerprint = v.to_string();
-            } else if let Some(v) = line.strip_prefix("ALIAS=") {
-                alias = v.to_string();
-                break;
-            }
-        }
-        assert!(
-            !url.is_empty() && !alias.is_empty(),
-            "simplestreams.py did not start"
-        );
-        ImageServer {
-            child,
-            url,
-            fingerprint,
-            alias,
-        }
-    }
-}
-
-impl Drop for ImageServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let digest = hex::encode(sha2::Sha256::digest(self.url.as_bytes()));
-        let _ = std::fs::remove_dir_all(format!("/var/lib/lxd/cache/{digest}"));
-    }
 }
 
 /// Host stand-in + tremplin + client, with every Termina path inside a temp dir.
