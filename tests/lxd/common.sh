@@ -5,7 +5,16 @@
 #   CROSTINI_TEST_CACHE  cache root outside the git checkout (default /var/cache/crostini-tests).
 #                        Image: $CROSTINI_TEST_CACHE/image, CA + server cert: $CROSTINI_TEST_CACHE/ca.
 #   CROSTINI_TEST_RUN    runtime dir for pidfiles/locks (default /run/crostini-tests).
-#   LXD_DIR              LXD state dir (default /var/lib/lxd; socket $LXD_DIR/unix.socket).
+#   LXD_DIR              the machine's LXD state dir (default /var/lib/lxd; socket
+#                        $LXD_DIR/unix.socket), used by `ensure-lxd.sh` without --tests (demo.sh).
+#   CROSTINI_TEST_LXD_DIR  state dir of the tests' own LXD (`--tests`; default
+#                        /var/lib/crostini-tests/lxd).
+#   CROSTINI_TEST_NETNS  network namespace of the tests' own LXD (default crostini-tests).
+#
+# Two daemons: `--tests` selects the test suite's own LXD (select_test_lxd below): its own
+# LXD_DIR, socket, storage pool, and a network namespace of its own, so that its bridge (which
+# tremplin always calls lxdbr0), dnsmasq and firewall rules never meet the machine's. Without
+# --tests the scripts manage the machine's LXD as before (demo.sh uses that).
 
 CACHE_DIR="${CROSTINI_TEST_CACHE:-/var/cache/crostini-tests}"
 IMAGE_DIR="$CACHE_DIR/image"
@@ -14,9 +23,43 @@ RUN_DIR="${CROSTINI_TEST_RUN:-/run/crostini-tests}"
 export LXD_DIR="${LXD_DIR:-/var/lib/lxd}"
 LXD_SOCKET="$LXD_DIR/unix.socket"
 LXD_PIDFILE="$RUN_DIR/lxd.pid"
+LXD_CAFILE="$RUN_DIR/lxd.ca" # the CA store fingerprint the daemon of $LXD_PIDFILE started with
 LXD_LOG=/var/log/lxd-test.log
+LXD_KIND=system
+TEST_LXD_DIR="${CROSTINI_TEST_LXD_DIR:-/var/lib/crostini-tests/lxd}"
+TEST_NETNS="${CROSTINI_TEST_NETNS:-crostini-tests}"
+TEST_NETNS_PATH="/run/netns/$TEST_NETNS"
 # Where the test CA goes in the system trust store.
 SYSTEM_CA_FILE=/usr/local/share/ca-certificates/crostini-test-ca.crt
+
+# select_test_lxd: from here on, LXD_* name the tests' own daemon (see the top of this file).
+select_test_lxd() {
+	case "$TEST_LXD_DIR" in
+	/*) ;;
+	*) die "CROSTINI_TEST_LXD_DIR must be an absolute path, not '$TEST_LXD_DIR'" ;;
+	esac
+	[ "$(readlink -m "$TEST_LXD_DIR")" != /var/lib/lxd ] ||
+		die "the tests' LXD_DIR must not be the machine's /var/lib/lxd"
+	export LXD_DIR="$TEST_LXD_DIR"
+	LXD_SOCKET="$LXD_DIR/unix.socket"
+	LXD_PIDFILE="$RUN_DIR/test-lxd.pid"
+	LXD_CAFILE="$RUN_DIR/test-lxd.ca"
+	LXD_LOG=/var/log/crostini-test-lxd.log
+	LXD_KIND=tests
+}
+
+# The LXD_DIR a process runs with (from its environment; LXD's default when unset).
+pid_lxd_dir() {
+	local d
+	d=$(tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^LXD_DIR=//p' | tail -n 1) || true
+	readlink -m "${d:-/var/lib/lxd}"
+}
+
+# True when process $1 runs in the tests' network namespace.
+pid_in_test_netns() {
+	[ -e "$TEST_NETNS_PATH" ] || return 1
+	[ "$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null)" = "$(stat -L -c %i "$TEST_NETNS_PATH" 2>/dev/null)" ]
+}
 
 log() { printf '[%s %s] %s\n' "$(basename "$0")" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
@@ -70,9 +113,11 @@ take_lock() {
 	flock -w "$wait" "$LOCK_FD" || die "timed out after ${wait}s waiting for lock $RUN_DIR/$name.lock (another harness script running?)"
 }
 
-# Prints the PIDs of running lxd daemons (the `lxd` binary, not lxc/forkexec children).
+# Prints the PIDs of running lxd daemons (the `lxd` binary, not lxc/forkexec children) whose
+# LXD_DIR is $LXD_DIR (so the machine's daemon and the tests' daemon never stand in for each other).
 lxd_daemon_pids() {
-	local pid exe
+	local pid exe want
+	want=$(readlink -m "$LXD_DIR")
 	for pid in $(pgrep -x lxd 2>/dev/null); do
 		exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
 		# The daemon re-executes itself for `lxd forkstart` etc.; only the one without a sub-command
@@ -82,8 +127,9 @@ lxd_daemon_pids() {
 		case " $args" in
 		*" fork"* | *" callhook"* | *" waitready"* | *" shutdown"* | *" init"* | *" activateifneeded"*) continue ;;
 		esac
-		[ -n "$exe" ] && echo "$pid"
+		if [ -n "$exe" ] && [ "$(pid_lxd_dir "$pid")" = "$want" ]; then echo "$pid"; fi
 	done
+	return 0
 }
 
 # True when the LXD API answers on the unix socket within $1 seconds.
@@ -98,6 +144,7 @@ harness_lxd_pid() {
 	pid=$(cat "$LXD_PIDFILE" 2>/dev/null) || return 1
 	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
 	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = lxd ] || return 1
+	[ "$(pid_lxd_dir "$pid")" = "$(readlink -m "$LXD_DIR")" ] || return 1
 	echo "$pid"
 }
 
@@ -110,7 +157,7 @@ ca_store_fingerprint() {
 stop_harness_lxd() {
 	local pid
 	if ! pid=$(harness_lxd_pid); then
-		rm -f "$LXD_PIDFILE" "$RUN_DIR/lxd.ca"
+		rm -f "$LXD_PIDFILE" "$LXD_CAFILE"
 		return 1
 	fi
 	log "stopping LXD pid $pid (started by this harness)"
@@ -127,7 +174,7 @@ stop_harness_lxd() {
 		for i in $(seq 1 20); do [ -d "/proc/$pid" ] || break; sleep 0.5; done
 	fi
 	[ -d "/proc/$pid" ] && die "LXD pid $pid is still alive after SIGKILL"
-	rm -f "$LXD_PIDFILE" "$RUN_DIR/lxd.ca"
+	rm -f "$LXD_PIDFILE" "$LXD_CAFILE"
 	return 0
 }
 
