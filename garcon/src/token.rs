@@ -4,19 +4,33 @@
 //! at the first NUL. A 36-character UUID followed by a newline therefore yields the bare UUID.
 //! An empty or unreadable file means "no token". The server polls for the file; clients fail
 //! fast.
+//!
+//! The file is container-controlled, so it is opened through [`crostini_common::untrusted_file`]:
+//! a FIFO, device or directory is refused at once (a plain `open` of a FIFO blocks until a writer
+//! appears), and so is a file over [`TOKEN_FILE_MAX_BYTES`]. The server's wait keeps polling after
+//! a refusal (the bind mount may still be replaced), logs each new problem, and does every read
+//! on the blocking pool under its own deadline, so the 60 s limit and SIGTERM always hold.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crostini_common::untrusted_file::{self, UntrustedReadError};
+
 /// Upstream reads at most this many bytes (the length of a UUID string).
 pub const TOKEN_MAX_BYTES: usize = 36;
+
+/// A token file larger than this is refused: cicerone writes 36 or 37 bytes, so anything near
+/// 4 KiB is not a token file (deviation: upstream would read the first 36 bytes of anything).
+pub const TOKEN_FILE_MAX_BYTES: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("cannot read the container token from {path}: {source}")]
     Unreadable { path: PathBuf, source: io::Error },
+    /// Not a regular file, or larger than [`TOKEN_FILE_MAX_BYTES`].
+    #[error("container token file refused: {0}")]
+    Refused(#[source] UntrustedReadError),
     #[error("the container token file {path} is empty")]
     Empty { path: PathBuf },
     #[error("no container token in {path} after waiting {waited:?} (last problem: {last})")]
@@ -27,13 +41,25 @@ pub enum TokenError {
     },
 }
 
-/// Reads the token once.
+/// Reads the token once. Never blocks on a FIFO; bounded by one `read` of ≤ 36 bytes.
 pub fn read_token(path: &Path) -> Result<String, TokenError> {
     let unreadable = |source| TokenError::Unreadable {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(unreadable)?;
+    let (file, metadata) = untrusted_file::open_regular(path).map_err(|error| match error {
+        UntrustedReadError::Open { source, .. } | UntrustedReadError::Read { source, .. } => {
+            unreadable(source)
+        }
+        refusal => TokenError::Refused(refusal),
+    })?;
+    if metadata.len() > TOKEN_FILE_MAX_BYTES {
+        return Err(TokenError::Refused(UntrustedReadError::TooLarge {
+            path: path.to_path_buf(),
+            size: metadata.len(),
+            cap: TOKEN_FILE_MAX_BYTES,
+        }));
+    }
     let mut bytes = Vec::with_capacity(TOKEN_MAX_BYTES);
     file.take(TOKEN_MAX_BYTES as u64)
         .read_to_end(&mut bytes)
@@ -51,16 +77,39 @@ pub fn read_token(path: &Path) -> Result<String, TokenError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Polls for the token every `interval` for at most `max_wait` (server mode).
+/// One read on the blocking pool, abandoned after `limit` (a stuck filesystem then costs one
+/// pool thread, never the executor, the wait limit or SIGTERM).
+async fn read_token_off_executor(path: &Path, limit: Duration) -> Result<String, TokenError> {
+    let owned = path.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || read_token(&owned));
+    let unreadable = |source| TokenError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(unreadable(io::Error::other(join.to_string()))),
+        Err(_) => Err(unreadable(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("reading it took over {limit:?}"),
+        ))),
+    }
+}
+
+/// Polls for the token every `interval` for at most `max_wait` (server mode). Each distinct
+/// problem is logged once: refusals (FIFO, device, oversized) as errors, absence as info.
 pub async fn wait_for_token(
     path: &Path,
     interval: Duration,
     max_wait: Duration,
 ) -> Result<String, TokenError> {
     let start = tokio::time::Instant::now();
-    let mut logged = false;
+    let mut last_logged: Option<String> = None;
     loop {
-        match read_token(path) {
+        let remaining = max_wait.saturating_sub(start.elapsed());
+        // A floor so the last attempt can still succeed on a normal disk.
+        let limit = remaining.max(Duration::from_millis(100));
+        match read_token_off_executor(path, limit).await {
             Ok(token) => return Ok(token),
             Err(error) => {
                 let waited = start.elapsed();
@@ -71,9 +120,14 @@ pub async fn wait_for_token(
                         last: Box::new(error),
                     });
                 }
-                if !logged {
-                    tracing::info!(%error, "waiting up to {max_wait:?} for the container token");
-                    logged = true;
+                let text = error.to_string();
+                if last_logged.as_deref() != Some(text.as_str()) {
+                    if matches!(error, TokenError::Refused(_)) {
+                        tracing::error!(%error, "waiting up to {max_wait:?} for a usable token file");
+                    } else {
+                        tracing::info!(%error, "waiting up to {max_wait:?} for the container token");
+                    }
+                    last_logged = Some(text);
                 }
             }
         }
@@ -123,6 +177,58 @@ mod tests {
         let err = read_token(&missing).expect_err("missing");
         assert!(matches!(err, TokenError::Unreadable { .. }));
         assert!(err.to_string().contains("missing"));
+    }
+
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn fifo_and_directory_are_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("token");
+        mkfifo(&fifo);
+        let started = std::time::Instant::now();
+        let err = read_token(&fifo).expect_err("fifo");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(matches!(err, TokenError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(err.to_string().contains("token"), "{err}");
+        let err = read_token(dir.path()).expect_err("directory");
+        assert!(matches!(err, TokenError::Refused(_)), "{err}");
+    }
+
+    #[test]
+    fn oversized_file_is_refused_and_the_cap_itself_is_read() {
+        let mut content = b"aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa\n".to_vec();
+        content.resize(TOKEN_FILE_MAX_BYTES as usize, b'x');
+        let (_dir, path) = token_file(&content);
+        assert_eq!(read_token(&path).expect("token").len(), 36);
+        content.push(b'x');
+        std::fs::write(&path, &content).expect("rewrite");
+        let err = read_token(&path).expect_err("oversized");
+        assert!(matches!(err, TokenError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("4096"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wait_on_a_fifo_keeps_its_limit_and_names_the_refusal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        mkfifo(&path);
+        let start = std::time::Instant::now();
+        let err = wait_for_token(&path, Duration::from_millis(20), Duration::from_millis(300))
+            .await
+            .expect_err("no token");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(err.to_string().contains("FIFO"), "{err}");
     }
 
     #[tokio::test]

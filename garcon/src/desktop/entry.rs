@@ -1,17 +1,22 @@
 //! The `[Desktop Entry]` parser (garcon-service §4.1-§4.5, garcon-host §4.4).
 //!
-//! Reading: at most 10 MiB; bytes are decoded lossily (U+FFFD) so that invalid UTF-8 never
+//! Reading: through [`crostini_common::untrusted_file`] (non-blocking open, regular files only, so
+//! a FIFO named `x.desktop` is refused at once instead of blocking a thread), at most
+//! [`MAX_DESKTOP_FILE_SIZE`]; bytes are decoded lossily (U+FFFD) so that invalid UTF-8 never
 //! rejects a file. Lines are split on `\n`, trimmed of ASCII whitespace, empty lines dropped.
 //! Only the first `[Desktop Entry]` group is read; the next line starting with `[` ends it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crostini_common::untrusted_file::{self, UntrustedReadError};
 
 use super::xdg::is_ascii_ws;
 
-/// Largest desktop file that is read (10 MiB); larger files fail to parse.
-pub const MAX_DESKTOP_FILE_SIZE: u64 = 10 * 1024 * 1024;
+/// Largest desktop file that is read (1 MiB); larger files fail to load. DEVIATION from the 10 MiB
+/// of garcon-service §9: real entries are a few KiB (the largest, with hundreds of translations,
+/// ~100 KiB), and a multi-MiB entry only serves to push the app list past the host's 4 MiB limit.
+pub const MAX_DESKTOP_FILE_SIZE: u64 = 1024 * 1024;
 
 /// `Type` values that make a file valid.
 const VALID_TYPES: [&str; 3] = ["Application", "Link", "Directory"];
@@ -80,13 +85,13 @@ pub enum DesktopEntryError {
         /// The file.
         path: PathBuf,
     },
-    /// Open/read failed (also: the path is a directory).
-    #[error("reading desktop file {path}: {source}")]
+    /// Open/read failed, or the path is not a regular file (directory, FIFO, device).
+    #[error("desktop file unreadable: {source}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What went wrong (names the path).
+        source: UntrustedReadError,
     },
     /// Larger than [`MAX_DESKTOP_FILE_SIZE`].
     #[error("desktop file {path} is larger than {MAX_DESKTOP_FILE_SIZE} bytes")]
@@ -105,13 +110,13 @@ pub enum DesktopEntryError {
 }
 
 impl DesktopEntry {
-    /// Reads and parses a desktop file: extension check, 10 MiB limit, lossy UTF-8, validity.
+    /// Reads and parses a desktop file: extension check, regular file only, 1 MiB limit, lossy
+    /// UTF-8, validity.
     pub fn from_file(path: &Path) -> Result<Self, DesktopEntryError> {
         Self::from_file_with_buffer(path, &mut Vec::new())
     }
 
-    /// [`DesktopEntry::from_file`] reading through a caller-provided buffer, so that a scan of
-    /// thousands of files reuses one allocation.
+    /// [`DesktopEntry::from_file`] leaving the bytes read in `buffer` (the caller may reuse it).
     pub fn from_file_with_buffer(
         path: &Path,
         buffer: &mut Vec<u8>,
@@ -119,24 +124,18 @@ impl DesktopEntry {
         if !has_desktop_extension(path) {
             return Err(DesktopEntryError::NotDesktopFile { path: path.into() });
         }
-        let read_err = |source| DesktopEntryError::Read {
-            path: path.into(),
-            source,
-        };
-        buffer.clear();
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        // Size hint so that a typical file is read with one syscall; the limit is enforced by
-        // `take` whatever the metadata says.
-        let hint = file
-            .metadata()
-            .map_or(0, |m| m.len().min(MAX_DESKTOP_FILE_SIZE));
-        buffer.reserve(hint as usize + 1);
-        file.take(MAX_DESKTOP_FILE_SIZE + 1)
-            .read_to_end(buffer)
-            .map_err(read_err)?;
-        if buffer.len() as u64 > MAX_DESKTOP_FILE_SIZE {
-            return Err(DesktopEntryError::TooLarge { path: path.into() });
-        }
+        *buffer =
+            untrusted_file::read_capped(path, MAX_DESKTOP_FILE_SIZE).map_err(
+                |source| match source {
+                    UntrustedReadError::TooLarge { .. } => {
+                        DesktopEntryError::TooLarge { path: path.into() }
+                    }
+                    source => DesktopEntryError::Read {
+                        path: path.into(),
+                        source,
+                    },
+                },
+            )?;
         let parsed = match std::str::from_utf8(buffer) {
             Ok(text) => Self::parse_text(text),
             Err(_) => {

@@ -9,13 +9,15 @@ pub mod cache;
 pub mod types;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crostini_common::untrusted_file;
 
 pub use cache::{parse_mime_cache, MimeCacheError};
 pub use types::parse_mime_types;
 
-/// Largest mime.types / mime.cache file read (10 MiB).
+/// Largest mime.types / mime.cache file read (10 MiB, garcon-service §9; a real mime.cache is
+/// ~150 KiB, so this bounds memory without ever refusing a genuine table).
 pub const MAX_MIME_FILE_SIZE: u64 = 10 * 1024 * 1024;
 
 /// extension -> MIME type, as sent in `UpdateMimeTypesRequest.mime_type_mappings`.
@@ -44,12 +46,12 @@ pub struct MimeSources {
 /// Why no MIME table can be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum MimeError {
-    /// The system file could not be read (missing, unreadable, too large).
-    #[error("reading MIME file {path}: {source}")]
+    /// The system file could not be read (missing, unreadable, not a regular file, too large).
+    #[error("MIME file unreadable: {source}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// What failed.
+        /// What failed (its message names the path; kind `NotFound` when absent).
         source: std::io::Error,
     },
     /// The system mime.cache is corrupt.
@@ -121,19 +123,11 @@ impl MimeSources {
     }
 }
 
-/// Reads a whole file, failing when it is larger than [`MAX_MIME_FILE_SIZE`].
+/// Reads a whole regular file (never blocking on a FIFO), failing when it is larger than
+/// [`MAX_MIME_FILE_SIZE`]. Read whole rather than mmapped: a file another process truncates
+/// under a mapping would SIGBUS garcon.
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MIME_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_MIME_FILE_SIZE {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_MIME_FILE_SIZE} bytes"),
-        ));
-    }
-    Ok(bytes)
+    Ok(untrusted_file::read_capped(path, MAX_MIME_FILE_SIZE)?)
 }
 
 #[cfg(test)]
@@ -217,6 +211,23 @@ mod tests {
         std::fs::write(&big, vec![b'#'; MAX_MIME_FILE_SIZE as usize + 1]).unwrap();
         let s = sources(MimeFormat::Types, big, None);
         assert!(matches!(s.load(), Err(MimeError::Read { .. })));
+    }
+
+    #[test]
+    fn fifo_system_file_is_refused_at_once_and_fifo_user_file_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("mime.cache");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let started = std::time::Instant::now();
+        let err = sources(MimeFormat::Cache, fifo.clone(), None)
+            .load()
+            .unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let with_user = sources(MimeFormat::Cache, fixture("system/mime.cache"), Some(fifo));
+        assert_eq!(with_user.load().unwrap()["png"], "x/other");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

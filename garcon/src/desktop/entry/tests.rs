@@ -244,6 +244,13 @@ fn steam_app_id_parses_unsigned_decimal_only() {
 mod files {
     use super::*;
 
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -271,7 +278,7 @@ mod files {
     }
 
     #[test]
-    fn from_file_rejects_files_over_ten_mib_and_accepts_exactly_ten() {
+    fn from_file_rejects_files_over_the_cap_and_accepts_exactly_the_cap() {
         let t = tempfile::tempdir().unwrap();
         let mut body = b"[Desktop Entry]\nType=Application\nName=Big\n".to_vec();
         body.resize(MAX_DESKTOP_FILE_SIZE as usize, b'#');
@@ -284,6 +291,31 @@ mod files {
         let big = write(t.path(), "big.desktop", &body);
         let err = DesktopEntry::from_file(&big).unwrap_err();
         assert!(matches!(err, DesktopEntryError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("big.desktop"), "{err}");
+    }
+
+    #[test]
+    fn a_five_megabyte_file_is_refused_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let mut body = b"[Desktop Entry]\nType=Application\nName=".to_vec();
+        body.resize(5_000_000, b'x');
+        let path = write(t.path(), "huge.desktop", &body);
+        let err = DesktopEntry::from_file(&path).unwrap_err();
+        assert!(matches!(err, DesktopEntryError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("huge.desktop"), "{err}");
+    }
+
+    #[test]
+    fn from_file_refuses_a_fifo_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("x.desktop");
+        mkfifo(&path);
+        let started = std::time::Instant::now();
+        let err = DesktopEntry::from_file(&path).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(matches!(err, DesktopEntryError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(err.to_string().contains("x.desktop"), "{err}");
     }
 
     #[test]
