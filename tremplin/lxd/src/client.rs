@@ -16,10 +16,15 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 
 use crate::error::{LxdError, Result};
+use crate::events::Liveness;
 use crate::operation::Operation;
 
 /// Default timeout of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest response body read into memory (JSON envelopes, logs, file API contents).
+/// Large payloads (backups, exports, images) are streamed to files instead.
+pub const MAX_BUFFERED_BODY: u64 = 64 * 1024 * 1024;
 
 /// Default LXD directory when `LXD_DIR` is unset.
 pub const DEFAULT_LXD_DIR: &str = "/var/lib/lxd";
@@ -34,6 +39,7 @@ pub(crate) type Body = BoxBody<Bytes, io::Error>;
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
+    liveness: Liveness,
 }
 
 /// LXD's response envelope.
@@ -103,6 +109,7 @@ impl Client {
         Client {
             socket: socket_path.into(),
             timeout: DEFAULT_TIMEOUT,
+            liveness: Liveness::default(),
         }
     }
 
@@ -115,6 +122,17 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Sets the ping interval and silence deadline of event subscriptions.
+    pub fn with_event_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
+    /// The liveness settings of event subscriptions.
+    pub fn event_liveness(&self) -> Liveness {
+        self.liveness
     }
 
     /// The socket this client connects to.
@@ -211,19 +229,7 @@ impl Client {
         let w = what(&method, path);
         let fut = async {
             let resp = self.send(method, path, headers, body).await?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| LxdError::protocol(&w, format!("reading body: {e}")))?
-                .to_bytes();
-            Ok(RawResponse {
-                status,
-                headers,
-                body,
-            })
+            read_response_capped(resp, MAX_BUFFERED_BODY, &w).await
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
@@ -306,6 +312,46 @@ impl Client {
             .await?;
         operation_from_envelope(env, &w)
     }
+}
+
+/// Reads a whole response into memory, refusing a body over `limit` bytes: a declared
+/// `content-length` over the limit is refused before reading, and an undeclared (chunked)
+/// body is refused as soon as it passes the limit, so memory stays bounded by `limit`.
+pub(crate) async fn read_response_capped(
+    resp: http::Response<Incoming>,
+    limit: u64,
+    what: &str,
+) -> Result<RawResponse> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || LxdError::BodyTooLarge {
+        what: what.to_string(),
+        limit,
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = resp.into_body();
+    // Pre-size from the (already checked) declared length, capped to keep lies cheap.
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| LxdError::protocol(what, format!("reading body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(RawResponse {
+        status,
+        headers,
+        body: Bytes::from(buf),
+    })
 }
 
 /// `$LXD_DIR/unix.socket`, `LXD_DIR` defaulting to `/var/lib/lxd`.

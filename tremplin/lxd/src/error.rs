@@ -57,6 +57,10 @@ pub enum LxdError {
     /// Malformed HTTP / websocket exchange or unexpected response shape.
     #[error("{what}: protocol error: {message}")]
     Protocol { what: String, message: String },
+    /// A response body that would be buffered in memory is larger than its limit (the
+    /// connection is dropped as soon as the limit is passed).
+    #[error("{what}: response body too large (over the {limit}-byte limit)")]
+    BodyTooLarge { what: String, limit: u64 },
     /// A name that must not be sent to LXD (empty, or containing URL syntax).
     #[error("invalid LXD object name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
@@ -71,6 +75,11 @@ impl LxdError {
     /// True when LXD could not be reached at all.
     pub fn is_not_running(&self) -> bool {
         matches!(self, LxdError::NotRunning { .. })
+    }
+
+    /// True when a buffered response body went over its size limit.
+    pub fn is_body_too_large(&self) -> bool {
+        matches!(self, LxdError::BodyTooLarge { .. })
     }
 
     /// True when an operation (or transfer) was cancelled.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::cancel::CancelToken;
-use crate::client::{what, Body, Client, RawResponse};
+use crate::client::{read_response_capped, what, Body, Client, RawResponse, MAX_BUFFERED_BODY};
 use crate::error::{LxdError, Result};
 
 /// Progress of a transfer.
@@ -153,19 +153,7 @@ impl Client {
         let body = upload_body(parts, tx, cancel.clone());
         let fut = async {
             let resp = self.send(method, path, &headers, body).await?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| LxdError::protocol(&w, format!("reading body: {e}")))?
-                .to_bytes();
-            Ok(RawResponse {
-                status,
-                headers,
-                body,
-            })
+            read_response_capped(resp, MAX_BUFFERED_BODY, &w).await
         };
         tokio::pin!(fut);
         let idle = self.timeout();
@@ -233,12 +221,9 @@ impl Client {
             let status = resp.status();
             let headers = resp.headers().clone();
             if !status.is_success() {
-                let body = tokio::time::timeout(idle, resp.into_body().collect())
+                let raw = tokio::time::timeout(idle, read_response_capped(resp, MAX_BUFFERED_BODY, &w))
                     .await
-                    .map_err(|_| LxdError::timeout(w.clone(), idle))?
-                    .map_err(|e| LxdError::protocol(&w, format!("reading body: {e}")))?
-                    .to_bytes();
-                let raw = RawResponse { status, headers, body };
+                    .map_err(|_| LxdError::timeout(w.clone(), idle))??;
                 crate::client::parse_envelope(&raw, &w)?;
                 return Err(LxdError::protocol(&w, format!("HTTP {status}")));
             }
