@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -94,9 +94,36 @@ impl Event {
 }
 
 /// A live subscription to `/1.0/events`.
+///
+/// Liveness: when nothing (event, ping or pong) arrived for the ping interval, a ping is
+/// sent; when still nothing arrived by the liveness deadline, the stream counts as dead and
+/// [`EventStream::next`] returns `None`, so an LXD that hangs without closing the socket is
+/// noticed and the caller re-subscribes. LXD answers pings (and sends its own).
 pub struct EventStream {
     ws: WebSocketStream<UnixStream>,
     what: String,
+    liveness: Liveness,
+    last_seen: tokio::time::Instant,
+    ping_sent: bool,
+    dead: bool,
+}
+
+/// Ping interval and deadline of an event subscription (see [`EventStream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Silence after which a ping is sent.
+    pub ping_after: Duration,
+    /// Silence after which the stream is given up.
+    pub deadline: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            ping_after: Duration::from_secs(10),
+            deadline: Duration::from_secs(30),
+        }
+    }
 }
 
 impl std::fmt::Debug for EventStream {
@@ -108,11 +135,34 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    /// Next event; `None` when the stream ended (LXD stopped or restarted).
-    /// Undecodable messages are returned as `Err` and the stream stays usable.
+    /// Next event; `None` when the stream ended (LXD stopped or restarted) or went silent
+    /// past the liveness deadline. Undecodable messages are returned as `Err` and the stream
+    /// stays usable. Cancel-safe (the liveness state lives in the stream).
     pub async fn next(&mut self) -> Option<Result<Event>> {
         loop {
-            let msg = match self.ws.next().await? {
+            if self.dead {
+                return None;
+            }
+            let wake = self.last_seen
+                + if self.ping_sent {
+                    self.liveness.deadline
+                } else {
+                    self.liveness.ping_after
+                };
+            let next = tokio::select! {
+                next = self.ws.next() => next,
+                _ = tokio::time::sleep_until(wake) => {
+                    self.on_silence().await;
+                    continue;
+                }
+            };
+            let Some(next) = next else {
+                self.dead = true;
+                return None;
+            };
+            self.last_seen = tokio::time::Instant::now();
+            self.ping_sent = false;
+            let msg = match next {
                 Ok(m) => m,
                 Err(e) => {
                     return Some(Err(LxdError::protocol(
@@ -133,6 +183,26 @@ impl EventStream {
                 // Pings are answered by tungstenite; nothing else matters.
                 _ => continue,
             }
+        }
+    }
+
+    /// The ping interval or the deadline passed without any message.
+    async fn on_silence(&mut self) {
+        let silent = self.last_seen.elapsed();
+        if self.ping_sent || silent >= self.liveness.deadline {
+            tracing::warn!(
+                "{}: no message (not even a pong) for {silent:?}; giving the stream up",
+                self.what
+            );
+            self.dead = true;
+            return;
+        }
+        self.ping_sent = true;
+        let left = self.liveness.deadline.saturating_sub(silent);
+        let ping = self.ws.send(Message::Ping(Vec::new().into()));
+        if !matches!(tokio::time::timeout(left, ping).await, Ok(Ok(()))) {
+            tracing::warn!("{}: cannot send a ping; giving the stream up", self.what);
+            self.dead = true;
         }
     }
 
@@ -165,7 +235,14 @@ impl Client {
             Ok(Err(e)) => return Err(LxdError::protocol(what, format!("handshake: {e}"))),
             Ok(Ok(v)) => v,
         };
-        Ok(EventStream { ws, what })
+        Ok(EventStream {
+            ws,
+            what,
+            liveness: self.event_liveness(),
+            last_seen: tokio::time::Instant::now(),
+            ping_sent: false,
+            dead: false,
+        })
     }
 
     /// Follows one operation: yields its updates in order and its final state exactly

@@ -23,9 +23,11 @@ pub mod types;
 
 pub use backups::ExportOptions;
 pub use cancel::CancelToken;
-pub use client::{default_socket_path, Client, Envelope, DEFAULT_LXD_DIR, DEFAULT_TIMEOUT};
+pub use client::{
+    default_socket_path, Client, Envelope, DEFAULT_LXD_DIR, DEFAULT_TIMEOUT, MAX_BUFFERED_BODY,
+};
 pub use error::{LxdError, Result};
-pub use events::{Event, EventStream, EventType, LifecycleEvent, OperationUpdates};
+pub use events::{Event, EventStream, EventType, LifecycleEvent, Liveness, OperationUpdates};
 pub use exec::{ExecOutput, ExecRequest};
 pub use files::{FileContent, FileMeta};
 pub use images::ImageUpload;
