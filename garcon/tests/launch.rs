@@ -364,6 +364,53 @@ fn every_failure_has_the_reference_reason() {
     assert!(matches!(err, LaunchError::MissingDesktopFileId));
 }
 
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Issue 9 #3: a FIFO named `x.desktop` used to block the launching thread in `open()` forever
+/// (one leaked thread per call). Each launch runs on its own thread so that, without the fix, the
+/// test fails on the first attempt's timeout instead of hanging.
+#[test]
+fn fifo_desktop_file_fails_fast_every_time_and_valid_launches_still_work() {
+    let setup = Setup::new();
+    setup.app("rec", "");
+    mkfifo(&setup.dir.path().join("share/applications/x.desktop"));
+    let started = Instant::now();
+    for attempt in 0..50 {
+        let launcher = setup.launcher.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let request = LaunchRequest {
+                desktop_file_id: "x".into(),
+                ..LaunchRequest::default()
+            };
+            let _ = tx.send(launcher.launch(&request).map(|_| ()));
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("attempt {attempt}: launching a FIFO desktop file blocked"));
+        let err = result.unwrap_err();
+        assert_eq!(err.failure_reason(), "Desktop file contents are invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("FIFO") && text.contains("x.desktop"),
+            "{text}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = setup.out("after-fifo");
+    setup.launcher.launch(&setup.request("rec", &out)).unwrap();
+    assert_eq!(wait_for_record(&out).argv[0], "--name=Recorder");
+}
+
 #[tokio::test]
 async fn grpc_translation_maps_success_in_band_failures_and_invalid_argument() {
     use crostini_proto::vm_tools::container::LaunchApplicationRequest;
