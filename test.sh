@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on a Debian 12 machine: installs what the tests need (Debian packages), starts
-# the services they use (LXD; the PackageKit tests start their own private system bus), checks
-# formatting and lints, builds, and runs the whole suite, real-LXD and real-PackageKit tests
-# included.
+# the services they use (the tests' own LXD; the PackageKit tests start their own private system
+# bus), checks formatting and lints, builds, and runs the whole suite, real-LXD and
+# real-PackageKit tests included. The tests never touch the machine's LXD (/var/lib/lxd, which
+# ./demo.sh uses): they run their own under /var/lib/crostini-tests/lxd in network namespace
+# crostini-tests (tests/lxd/README.md), left running between runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,13 +22,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "building the daemons"
 cargo build --workspace --bins
 
-step "starting LXD (adopted if it already runs)"
-tests/lxd/ensure-lxd.sh
+step "starting the tests' own LXD (adopted if it already runs)"
+tests/lxd/ensure-lxd.sh --tests
 
 step "building the test container image (cached between runs)"
 tests/lxd/build-image.sh
 
 step "running the tests"
-# The LXD-kill test restarts LXD; it runs in the serial real-LXD group (.config/nextest.toml).
+# The LXD-kill test kills and restarts the tests' LXD (only that one); it runs in the serial
+# real-LXD group (.config/nextest.toml).
 export TREMPLIN_DISRUPTIVE_TESTS=1
 cargo nextest run --workspace --no-fail-fast

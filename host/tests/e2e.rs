@@ -22,10 +22,11 @@
 //! ContainerReady → application list → GetIcon → LaunchApplication → InstallLinuxPackage →
 //! UninstallPackageOwningFile → StopContainer → ExportContainer → ImportContainer.
 //!
-//! Needs root; runs tests/lxd/ensure-lxd.sh and build-image.sh itself (both idempotent; the
-//! image is cached). It shares LXD with other tests and only touches what it creates: the
-//! container and profile `e2e-<pid>` and the test image, which it deletes from LXD's image store
-//! first so that the download and its progress are observed. Environment:
+//! Needs root; runs `tests/lxd/ensure-lxd.sh --tests` and build-image.sh itself (both
+//! idempotent; the image is cached). It uses the test suite's own LXD (own LXD_DIR, socket, pool
+//! and network namespace; never the machine's), shares it with other tests and only touches
+//! what it creates: the container and profile `e2e-<pid>` and the test image, which it deletes
+//! from LXD's image store first so that the download and its progress are observed. Environment:
 //! `CROSTINI_E2E_GARCON=<path>` picks the garcon binary mounted into the container (default: the
 //! newer of packaging's static build and target/debug/garcon); `CROSTINI_E2E_KEEP=1` leaves the
 //! container and the temp directory behind for inspection.
@@ -33,7 +34,7 @@
 #[path = "../../tests/support/image_server.rs"]
 mod image_server;
 mod support;
-use image_server::ImageServer;
+use image_server::{test_lxd, ImageServer};
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -200,13 +201,13 @@ impl Drop for LxdCleanup {
             return;
         }
         for name in &self.containers {
-            let _ = Command::new("lxc")
+            let _ = test_lxd::lxc()
                 .args(["delete", "--force", name])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = Command::new("lxc")
+        let _ = test_lxd::lxc()
             .args(["profile", "delete", &self.profile])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -417,11 +418,7 @@ async fn crostini_end_to_end_on_real_lxd() {
 
     // ---- Prerequisites: LXD, image, packages, directories ----------------------------------
     let t = Instant::now();
-    let lxd_socket = PathBuf::from(last_line(&run_script(
-        &root.join("tests/lxd/ensure-lxd.sh"),
-        &[],
-        &[],
-    )));
+    let lxd_socket = test_lxd::socket();
     run_script(&root.join("tests/lxd/build-image.sh"), &[], &[]);
     let dir = tempfile::Builder::new()
         .prefix("crostini-e2e-")

@@ -1,12 +1,15 @@
 //! The local simplestreams server of `tests/lxd` as the Rust real-LXD tests start it. Shared by
 //! the tremplin tests and the end-to-end test (included with `#[path]`, so it uses std only).
 
-use std::io::BufRead;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "test_lxd.rs"]
+pub mod test_lxd;
 
-/// `tests/lxd/simplestreams.py` on a free port of 127.0.0.1: killed on drop, and LXD's cached
-/// copy of its index (kept an hour under sha256(URL)) removed, since the URL never comes back.
+use std::io::BufRead;
+use std::process::{Child, Stdio};
+
+/// `tests/lxd/simplestreams.py` on a free port of 127.0.0.1 of the tests' LXD's network
+/// namespace (where that LXD downloads from): killed on drop, and LXD's cached copy of its index
+/// (kept an hour under sha256(URL)) removed, since the URL never comes back.
 pub struct ImageServer {
     child: Child,
     pub url: String,
@@ -18,9 +21,8 @@ impl ImageServer {
     /// Starts the server with `extra` flags (e.g. `--throttle N`) and reads the URL, image
     /// fingerprint and alias it prints.
     pub fn start(extra: &[&str]) -> ImageServer {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/lxd/simplestreams.py");
-        let mut child = Command::new("python3")
+        let script = test_lxd::script("simplestreams.py");
+        let mut child = test_lxd::in_netns("python3")
             .arg(&script)
             .args(["--port", "0"])
             .args(extra)
@@ -58,14 +60,6 @@ impl Drop for ImageServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &self.url])
-            .output()
-        {
-            let digest = String::from_utf8_lossy(&out.stdout);
-            if let Some(digest) = digest.split_whitespace().next() {
-                let _ = std::fs::remove_dir_all(format!("/var/lib/lxd/cache/{digest}"));
-            }
-        }
+        test_lxd::forget_index(&self.url);
     }
 }

@@ -1,4 +1,4 @@
-//! Benchmark against the real LXD (root; tests/lxd harness):
+//! Benchmark against the tests' own LXD (root; tests/lxd harness, `ensure-lxd.sh --tests`):
 //!
 //! 1. CreateContainer + StartContainer through tremplin (request → `STARTED` report) vs
 //!    `lxc launch` of the same image from the same simplestreams server with the same profile,
@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -38,7 +37,7 @@ async fn tremplin_round(h: &mut Harness, server: &ImageServer, name: &str) -> Du
 
 fn lxc_round(conf: &std::path::Path, name: &str) -> Duration {
     let t0 = Instant::now();
-    let out = Command::new("lxc")
+    let out = test_lxd::lxc_in_netns()
         .env("LXD_CONF", conf)
         .args(["launch", "bench:crostini-test", name, "-p", PROFILE])
         .output()
@@ -49,7 +48,7 @@ fn lxc_round(conf: &std::path::Path, name: &str) -> Duration {
         "lxc launch: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = Command::new("lxc")
+    let _ = test_lxd::lxc_in_netns()
         .env("LXD_CONF", conf)
         .args(["delete", "--force", name])
         .status();
@@ -122,7 +121,7 @@ async fn main() {
     tremplin_round(&mut h, &server, &warm).await;
 
     let conf = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("lxc")
+    let out = test_lxd::lxc_in_netns()
         .env("LXD_CONF", conf.path())
         .args([
             "remote",

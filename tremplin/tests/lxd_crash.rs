@@ -1,8 +1,10 @@
-//! Disruptive: kills the machine's LXD during a CreateContainer, expects a FAILED report, then
-//! StartLxd (LXD gone) makes tremplin launch and supervise its own LXD; SIGPWR-style shutdown
-//! stops it and tests/lxd/ensure-lxd.sh restores the harness LXD.
+//! Disruptive: kills the tests' own LXD (`tests/lxd/ensure-lxd.sh --tests`; never the machine's)
+//! during a CreateContainer, expects a FAILED report, then StartLxd (LXD gone) makes tremplin
+//! launch and supervise its own LXD, through tests/lxd/test-lxd.sh so that it is again the
+//! tests' daemon (LXD_DIR, network namespace); SIGPWR-style shutdown stops it and
+//! `tests/lxd/ensure-lxd.sh --tests` restores the harness LXD.
 //!
-//! Other engineers' tests share the LXD, so this runs only with TREMPLIN_DISRUPTIVE_TESTS=1.
+//! Other tests share the tests' LXD, so this runs only with TREMPLIN_DISRUPTIVE_TESTS=1.
 
 mod common;
 
@@ -13,7 +15,7 @@ use crostini_host::events::Payload;
 use crostini_proto::vm_tools::tremplin as pb;
 use tremplin::StopKind;
 
-/// PIDs of LXD daemons (not `lxd forkstart` & co).
+/// PIDs of the tests' LXD daemons (not `lxd forkstart` & co; not the machine's LXD).
 fn lxd_daemon_pids() -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").expect("proc").flatten() {
@@ -41,6 +43,7 @@ fn lxd_daemon_pids() -> Vec<i32> {
                 .iter()
                 .skip(1)
                 .any(|a| sub.iter().any(|s| a.starts_with(s)))
+                && test_lxd::is_tests_process(pid)
             {
                 out.push(pid);
             }
@@ -57,11 +60,9 @@ async fn lxd_killed_during_create_reports_failed_and_start_lxd_recovers() {
     }
     let _serial = SERIAL.lock().await;
     let throttled = ImageServer::start(&["--throttle", "4000000"]);
-    let mut h = Harness::start(&[
-        "--lxd-binary=lxd",
-        "--lxd-args=--group root --logfile /var/log/lxd-test.log",
-    ])
-    .await;
+    let lxd_binary = format!("--lxd-binary={}", test_lxd::script("test-lxd.sh").display());
+    let lxd_args = format!("--lxd-args=--group root --logfile {}", test_lxd::LOG);
+    let mut h = Harness::start(&[&lxd_binary, &lxd_args]).await;
     h.start_lxd().await;
     if h.lxd.image(&throttled.fingerprint).await.is_ok() {
         let op = h
@@ -148,7 +149,8 @@ async fn lxd_killed_during_create_reports_failed_and_start_lxd_recovers() {
     })
     .await;
     assert!(gone.is_some(), "tremplin's LXD stopped after SIGPWR");
-    let out = std::process::Command::new(repo_root().join("tests/lxd/ensure-lxd.sh"))
+    let out = std::process::Command::new(test_lxd::script("ensure-lxd.sh"))
+        .arg("--tests")
         .output()
         .expect("ensure-lxd");
     assert!(

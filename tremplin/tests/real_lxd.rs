@@ -957,12 +957,14 @@ async fn export_then_import_round_trips_and_cancel_or_failure_leaves_no_file() {
         "imported image deleted"
     );
     let original = sha256_file(
-        &std::path::Path::new("/var/lib/lxd/containers")
+        &test_lxd::lxd_dir()
+            .join("containers")
             .join(&name)
             .join("rootfs/root/marker"),
     );
     let copy = sha256_file(
-        &std::path::Path::new("/var/lib/lxd/containers")
+        &test_lxd::lxd_dir()
+            .join("containers")
             .join(&imported)
             .join("rootfs/root/marker"),
     );

@@ -1,8 +1,7 @@
-//! Integration tests against the REAL LXD daemon on this machine.
-//!
-//! Start it first: `sudo tests/lxd/ensure-lxd.sh` (pool `default`, bridge `lxdbr0`). Socket:
-//! `$LXD_DIR/unix.socket` (default `/var/lib/lxd/unix.socket`). Everything created is named
-//! `lxdtest-*` and removed again (also when a test panics).
+//! Integration tests against a REAL LXD daemon: the test suite's own, which the tests start or
+//! adopt with `tests/lxd/ensure-lxd.sh --tests` (own LXD_DIR /var/lib/crostini-tests/lxd, socket,
+//! pool `default`, bridge `lxdbr0` in its own network namespace); never the machine's LXD.
+//! Everything created is named `lxdtest-*` and removed again (also when a test panics).
 //!
 //! The instance tests need an image: `$CROSTINI_LXD_TEST_IMAGE` (a unified image tarball) or the
 //! one built by `tests/make-test-image.sh` (debootstrap minbase, cached; built on first use).
@@ -15,18 +14,21 @@ use std::time::{Duration, Instant};
 use crostini_lxd::progress::{self, ProgressThrottle};
 use crostini_lxd::*;
 
+#[path = "../../../tests/support/test_lxd.rs"]
+mod test_lxd;
+
 const IMAGE_ALIAS: &str = "lxdtest-image";
 const WAIT: Duration = Duration::from_secs(180);
 
 fn socket() -> PathBuf {
-    default_socket_path()
+    test_lxd::socket()
 }
 
 async fn lxd() -> Client {
     let client = Client::new(socket()).with_timeout(Duration::from_secs(60));
     if let Err(e) = client.ready().await {
         panic!(
-            "LXD is not running or not ready at {} ({e}). Start it with `sudo tests/lxd/ensure-lxd.sh` \
+            "LXD is not running or not ready at {} ({e}). Start it with `sudo tests/lxd/ensure-lxd.sh --tests` \
              before running the crostini-lxd tests.",
             socket().display()
         );
@@ -703,7 +705,7 @@ impl ImageServer {
         }
         use std::io::BufRead;
         let tag = format!("lxdtest-{}-{}", std::process::id(), rand_suffix());
-        let mut child = Command::new("python3")
+        let mut child = test_lxd::in_netns("python3")
             .arg(&script)
             .args(["--port", "0", "--url-tag", &tag])
             .args(extra)

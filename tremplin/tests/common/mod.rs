@@ -2,14 +2,16 @@
 //! server, the host stand-in (crostini-host) and an in-process tremplin.
 //!
 //! Requirements: root, and the harness scripts' dependencies (they install what is missing).
-//! The tests share one LXD with other engineers' tests: they only touch containers, images and
-//! the profile they create (profile `tremplin-test`, container names `tpl-<pid>-...`).
+//! The tests use the test suite's own LXD (`tests/lxd/ensure-lxd.sh --tests`: own LXD_DIR,
+//! socket, pool and network namespace), never the machine's; within it they only touch
+//! containers, images and the profile they create (profile `tremplin-test`, container names
+//! `tpl-<pid>-...`).
 
 #![allow(dead_code)]
 
 #[path = "../../../tests/support/image_server.rs"]
 mod image_server;
-pub use image_server::ImageServer;
+pub use image_server::{test_lxd, ImageServer};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,7 +62,8 @@ fn run_script(name: &str) -> String {
         .to_string()
 }
 
-/// Runs ensure-lxd.sh and build-image.sh once per test binary; returns the LXD socket.
+/// Runs `ensure-lxd.sh --tests` and build-image.sh once per test binary; returns the socket of
+/// the tests' own LXD.
 pub fn lxd_socket() -> PathBuf {
     static SOCKET: OnceLock<PathBuf> = OnceLock::new();
     SOCKET
@@ -69,7 +72,7 @@ pub fn lxd_socket() -> PathBuf {
                 nix::unistd::getuid().is_root(),
                 "the real-LXD tests must run as root (they drive LXD and read container files)"
             );
-            let socket = PathBuf::from(run_script("ensure-lxd.sh"));
+            let socket = test_lxd::socket();
             run_script("build-image.sh");
             socket
         })
@@ -373,7 +376,7 @@ pub struct Created(pub Vec<String>);
 impl Drop for Created {
     fn drop(&mut self) {
         for name in self.0.drain(..) {
-            let _ = Command::new("lxc")
+            let _ = test_lxd::lxc()
                 .args(["delete", "--force", &name])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
