@@ -17,9 +17,11 @@
 //! 12. SIGCHLD: DEVIATION, not ignored. Every detached program is double-forked
 //!     ([`crate::launch::spawn_detached`]) so it can never become our zombie, and ignoring
 //!     SIGCHLD would break the commands whose output we collect;
-//! 13. ContainerReady{token, garcon_port, sftp_port}, no deadline. DEVIATION (recommended):
-//!     UNAVAILABLE / DEADLINE_EXCEEDED are retried with backoff (0.5 s doubling, cap 5 s, give up
-//!     after 60 s); other codes exit 255 at once;
+//! 13. ContainerReady{token, garcon_port, sftp_port}, no deadline. DEVIATION (recommended, and
+//!     wider than §3.5's): every transient failure (UNAVAILABLE, DEADLINE_EXCEEDED, and the
+//!     UNKNOWN/INTERNAL/CANCELLED of a connection the host accepts and closes mid-restart) is
+//!     retried with the same backoff (0.5 s doubling, cap 5 s, give up after 60 s); only a
+//!     definitive refusal sent by the host ([`is_final_refusal`]) exits 255 at once;
 //! 14. SIGTERM: the stop future is installed by the caller *before* startup, so a SIGTERM during
 //!     startup ends garcon quietly (exit 0, no ContainerShutdown, like the default action);
 //! 15. and 16. app publisher (watchers, initial app list, MIME types) in
@@ -39,7 +41,7 @@ use crostini_common::Address;
 use crostini_proto::vm_tools::container::garcon_server::GarconServer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::app_publisher::{AppPublisher, PublisherConfig};
 use crate::config::{Paths, DEFAULT_UID, TOKEN_POLL_INTERVAL, TOKEN_WAIT};
@@ -85,9 +87,23 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Whether a ContainerReady failure is worth retrying.
-pub fn is_retryable(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+/// Whether a ContainerReady failure is a definitive refusal by the host, which retrying cannot
+/// change (garcon-host §18: FAILED_PRECONDITION for an unknown VM or a shut-down token; also a
+/// host that rejects the request or does not implement the rpc). A status tonic made from a local
+/// transport error carries that error as its source and is never final, whatever its code.
+pub fn is_final_refusal(status: &Status) -> bool {
+    let refusal = matches!(
+        status.code(),
+        Code::FailedPrecondition
+            | Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange
+            | Code::Unimplemented
+    );
+    refusal && std::error::Error::source(status).is_none()
 }
 
 /// Everything server mode needs.
@@ -250,8 +266,9 @@ async fn bind_grpc(listen: &ListenSpec) -> Result<Listener, StartupError> {
     }
 }
 
-/// Sends ContainerReady, retrying UNAVAILABLE/DEADLINE_EXCEEDED with backoff. Returns the number
-/// of attempts. Each failure is logged with its code, message and the next delay.
+/// Sends ContainerReady, retrying every failure but a final refusal ([`is_final_refusal`]) with
+/// backoff. Returns the number of attempts. Each failure is logged with its code, message and the
+/// next delay.
 pub async fn send_container_ready(
     host: &HostClient,
     garcon_port: u32,
@@ -268,7 +285,7 @@ pub async fn send_container_ready(
             Err(status) => status,
         };
         let elapsed = start.elapsed();
-        let give_up = !is_retryable(status.code()) || elapsed + delay > policy.give_up_after;
+        let give_up = is_final_refusal(&status) || elapsed + delay > policy.give_up_after;
         if give_up {
             return Err(StartupError::ContainerReady {
                 address: host.address().clone(),
@@ -407,7 +424,7 @@ where
     let garcon_port = reported_port(&grpc_address);
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_task: JoinHandle<Result<(), tonic::transport::Error>> = tokio::spawn(
-        tonic::transport::Server::builder()
+        crostini_common::transport::server_builder()
             .add_service(GarconServer::new(GarconService::new(state.clone())))
             .serve_with_incoming_shutdown(listener.into_incoming(), async {
                 let _ = server_stop_rx.await;

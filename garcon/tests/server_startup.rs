@@ -730,3 +730,98 @@ async fn client_exit_codes_when_the_host_is_down_or_token_missing() {
         assert!(stderr.contains("missing"), "{stderr}");
     }
 }
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Polls the server's log until it contains `needle`.
+async fn wait_log(server: &Server, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !server.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log within {within:?}:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Issue 9 #9: `open()` of a FIFO token file used to block the executor forever, with no log
+/// line, past the 60 s limit and deaf to SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_token_file_is_a_logged_refusal_and_sigterm_and_the_limit_still_hold() {
+    let sandbox = Sandbox::new();
+    let host = sandbox.host().await;
+    let token = sandbox.path("token");
+    std::fs::remove_file(&token).expect("remove token");
+    mkfifo(&token);
+    let args = sandbox.server_args("tcp://127.0.0.1:0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Default 60 s wait: the refusal is logged at once and SIGTERM ends the wait quietly.
+    let mut server = sandbox.spawn(&args, &[]);
+    wait_log(&server, "FIFO", Duration::from_secs(3)).await;
+    assert!(
+        server.log().contains(&token.display().to_string()),
+        "{}",
+        server.log()
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server.wait(Duration::from_secs(2)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+
+    // A short wait: exit 255 on time, naming the refusal.
+    let start = Instant::now();
+    let (code, _, stderr) = sandbox
+        .run(&args, &[("GARCON_TEST_TOKEN_WAIT_MS", "500")])
+        .await;
+    assert_eq!(code, Some(255), "stderr:\n{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(stderr.contains("FIFO"), "{stderr}");
+    assert!(host.events().is_empty(), "nothing sent without a token");
+}
+
+/// Issue 9 #8: a host that accepts and closes the connection (mid-restart) used to make garcon
+/// exit 255 after one attempt; it now gets the same backoff as a missing socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_closing_connections_is_retried_until_a_real_host_answers() {
+    const CLOSED_ACCEPTS: usize = 3;
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("host.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).expect("bind the closing listener");
+    let args = sandbox.server_args("tcp://127.0.0.1:0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = sandbox.spawn(&args, &[]);
+    for accepted in 0..CLOSED_ACCEPTS {
+        match tokio::time::timeout(Duration::from_secs(20), listener.accept()).await {
+            Ok(Ok((connection, _))) => drop(connection),
+            Ok(Err(error)) => panic!("accept: {error}"),
+            Err(_) => panic!(
+                "garcon stopped trying after {accepted} accepted-and-closed connection(s); \
+                 log:\n{}",
+                server.log()
+            ),
+        }
+    }
+    drop(listener);
+    std::fs::remove_file(&socket).expect("remove the closing listener's socket");
+    let host = sandbox.host().await;
+    let ready = wait_rpc(&host, "ContainerReady", &server).await;
+    assert!(ready.is_ok(), "host accepted: {ready:?}");
+    assert!(
+        server.log().matches("ContainerReady failed").count() >= CLOSED_ACCEPTS,
+        "each failure is logged and retried:\n{}",
+        server.log()
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(15)).await.code(), Some(0));
+}

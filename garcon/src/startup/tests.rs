@@ -498,9 +498,34 @@ async fn bind_errors_other_than_in_use_stop_probing_at_once() {
 }
 
 #[test]
-fn retryable_codes() {
-    assert!(is_retryable(Code::Unavailable));
-    assert!(is_retryable(Code::DeadlineExceeded));
-    assert!(!is_retryable(Code::FailedPrecondition));
-    assert!(!is_retryable(Code::InvalidArgument));
+fn only_definitive_refusals_from_the_host_are_final() {
+    for code in [
+        Code::FailedPrecondition,
+        Code::InvalidArgument,
+        Code::Unimplemented,
+    ] {
+        assert!(
+            is_final_refusal(&Status::new(code, "from the host")),
+            "{code:?}"
+        );
+    }
+    for code in [
+        Code::Unavailable,
+        Code::DeadlineExceeded,
+        Code::Unknown,
+        Code::Internal,
+        Code::Cancelled,
+        Code::ResourceExhausted,
+    ] {
+        assert!(
+            !is_final_refusal(&Status::new(code, "transient")),
+            "{code:?}"
+        );
+    }
+    // The same code made locally from a transport error is not the host's answer.
+    let local = Status::from_error(Box::new(std::io::Error::other("connection reset")));
+    assert!(!is_final_refusal(&local));
+    let mut local_refusal = Status::permission_denied("h2 INADEQUATE_SECURITY");
+    local_refusal.set_source(Arc::new(std::io::Error::other("h2")));
+    assert!(!is_final_refusal(&local_refusal));
 }
