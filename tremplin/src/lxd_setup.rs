@@ -21,7 +21,7 @@ use crate::devices::{is_vm_device, scan_char_devices};
 use crate::profile::{
     network_config, profile_config, profile_devices, raw_idmap, usable_identity_ids, NETWORK, POOL,
 };
-use crate::supervisor::{stop_stale_termina_lxd, wait_ready, Supervisor, READY_TIMEOUT};
+use crate::supervisor::{stop_stale_termina_lxd, Supervisor, READY_TIMEOUT};
 
 /// How long the "is the adopted/known LXD still alive" probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -204,7 +204,7 @@ impl Daemon {
             socket.clone(),
             self.listener.clone(),
         );
-        if let Err(e) = wait_ready(&socket, READY_TIMEOUT).await {
+        if let Err(e) = supervisor.wait_ready(&socket, READY_TIMEOUT).await {
             supervisor.stop(Signal::SIGTERM);
             if reset {
                 if let Err(re) = restore_aside(&lxd_dir) {
@@ -227,7 +227,8 @@ impl Daemon {
                     socket.clone(),
                     self.listener.clone(),
                 );
-                wait_ready(&socket, READY_TIMEOUT)
+                again
+                    .wait_ready(&socket, READY_TIMEOUT)
                     .await
                     .map_err(|e2| InitError::Recover(format!("{e}; relaunch failed: {e2}")))?;
                 tracing::info!("old LXD database restored after the failed recovery");

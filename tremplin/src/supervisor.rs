@@ -29,12 +29,16 @@ struct State {
     stop_requested: bool,
     gave_up: bool,
     ready: bool,
+    /// How the last run ended (for the StartLxd failure reason).
+    last_exit: Option<String>,
 }
 
 /// Handle on the supervision loop.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     state: Arc<Mutex<State>>,
+    /// Becomes true when the supervisor gives up, so waiters stop at once.
+    gave_up_tx: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Restart bookkeeping (pure, unit-tested).
@@ -69,6 +73,7 @@ impl Supervisor {
         let state = Arc::new(Mutex::new(State::default()));
         let sup = Supervisor {
             state: state.clone(),
+            gave_up_tx: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let this = sup.clone();
         tokio::spawn(async move { this.run(binary, args, socket, listener).await });
@@ -82,6 +87,26 @@ impl Supervisor {
     /// True when the restart budget was exhausted (LXD stays down).
     pub fn gave_up(&self) -> bool {
         self.lock().gave_up
+    }
+
+    /// Waits until LXD answers on `socket` (like [`wait_ready`]), but fails as soon as the
+    /// supervisor gives up on a crashing LXD instead of polling on until `timeout`.
+    pub async fn wait_ready(
+        &self,
+        socket: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut gave_up = self.gave_up_tx.subscribe();
+        tokio::select! {
+            r = wait_ready(socket, timeout) => r,
+            _ = gave_up.wait_for(|g| *g) => {
+                let last = self.lock().last_exit.clone().unwrap_or_else(|| "unknown".to_string());
+                Err(format!(
+                    "LXD exited {MAX_FAILURES} times within {FAILURE_WINDOW:?}; the supervisor \
+                     gave up (last exit: {last})"
+                ))
+            }
+        }
     }
 
     /// True when the supervision loop ended (stop requested or gave up).
@@ -130,6 +155,7 @@ impl Supervisor {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("cannot start LXD ({}): {e}", binary.display());
+                    self.lock().last_exit = Some(format!("cannot start {}: {e}", binary.display()));
                     if !self.exited(&mut policy, &listener).await {
                         return;
                     }
@@ -160,7 +186,14 @@ impl Supervisor {
             };
             let status = child.wait().await;
             watcher.abort();
-            self.lock().pid = None;
+            {
+                let mut s = self.lock();
+                s.pid = None;
+                s.last_exit = Some(match &status {
+                    Ok(st) => st.to_string(),
+                    Err(e) => format!("wait failed: {e}"),
+                });
+            }
             tracing::warn!("LXD exited: {status:?}");
             if self.lock().stop_requested {
                 return;
@@ -178,6 +211,8 @@ impl Supervisor {
         if !may_restart {
             tracing::error!("LXD failed {MAX_FAILURES} times within {FAILURE_WINDOW:?}; giving up");
             self.lock().gave_up = true;
+            // Before the failure report: StartLxd must not wait on the report's timeout.
+            self.gave_up_tx.send_replace(true);
         }
         if was_ready || !may_restart {
             listener.send_failure_report("lxd").await;

@@ -159,3 +159,78 @@ async fn tcp_listener_sigpwr_exits_zero() {
     )
     .await;
 }
+
+/// Defect 12a: an LXD that exits at once makes the supervisor give up after 10 exits; StartLxd
+/// must report FAILED then, not after the 120 s readiness limit.
+#[tokio::test]
+async fn crashing_lxd_reports_start_lxd_failed_when_the_supervisor_gives_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("fake-lxd");
+    std::fs::write(&fake, "#!/bin/sh\necho 'fake lxd: crashing' >&2\nexit 3\n").expect("write");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let lxd_dir = dir.path().join("lxd");
+    std::fs::create_dir_all(&lxd_dir).expect("mkdir");
+    let host = RunningHost::start(HostConfig {
+        tremplin_listener: Some("tcp://127.0.0.1:0".parse().expect("addr")),
+        ..Default::default()
+    })
+    .await
+    .expect("host");
+    let host_address = host.tremplin_listener_address().expect("bound").to_string();
+    let listen = format!("unix://{}", dir.path().join("tremplin.sock").display());
+    let socket = format!("--lxd-socket={}", lxd_dir.join("unix.socket").display());
+    let binary = format!("--lxd-binary={}", fake.display());
+    let tokens = format!("--tokens-dir={}", dir.path().join("tokens").display());
+    let mut child = spawn(&[
+        "-lxd_subnet=10.0.0.1/24",
+        "--listen",
+        &listen,
+        "--host-address",
+        &host_address,
+        &socket,
+        &binary,
+        "--lxd-args=--group root",
+        &tokens,
+    ]);
+    host.wait_for(
+        |e| matches!(e.payload, Payload::TremplinReady(_)),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("TremplinReady");
+    let mut client =
+        crostini_host::clients::tremplin(&listen.parse().expect("addr")).expect("client");
+    let started = Instant::now();
+    let r = client
+        .start_lxd(pb::StartLxdRequest::default())
+        .await
+        .expect("StartLxd")
+        .into_inner();
+    assert_eq!(r.status, pb::start_lxd_response::Status::Starting as i32);
+    let e = host
+        .wait_for(
+            |e| matches!(e.payload, Payload::UpdateStartLxdStatus(_)),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("a StartLxd status arrives");
+    let elapsed = started.elapsed();
+    let Payload::UpdateStartLxdStatus(p) = &e.payload else {
+        unreachable!()
+    };
+    assert_eq!(
+        p.status,
+        pb::start_lxd_progress::Status::Failed as i32,
+        "{p:?}"
+    );
+    assert!(p.failure_reason.contains("gave up"), "{}", p.failure_reason);
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "FAILED after {elapsed:?}"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    wait_exit(&mut child, Duration::from_secs(10));
+    host.shutdown().await;
+}
