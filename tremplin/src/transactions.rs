@@ -2,6 +2,7 @@
 //! import, states in progress / pending cancel.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crostini_lxd::CancelToken;
@@ -20,11 +21,22 @@ impl Transaction {
         self.cancel.is_cancelled()
     }
 
-    /// Removes the entry (after the final report).
+    /// Removes the entry (before the final report: see [`release_then_report`]).
     pub fn finish(self) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&self.name);
     }
+}
+
+/// Frees a busy slot (`release`: a transaction's [`Transaction::finish`], a dropped creation
+/// guard), then sends the final status (`report`).
+///
+/// The order matters (issue 9, defect 7): a host may start the next operation the moment it
+/// sees a final status, so the slot must already be free then. `report` is a future, so
+/// nothing of it runs before `release`.
+pub async fn release_then_report<R: Future>(release: impl FnOnce(), report: R) -> R::Output {
+    release();
+    report.await
 }
 
 /// The map itself.
@@ -79,5 +91,21 @@ mod tests {
         a.finish();
         assert!(!t.cancel("penguin"), "no transaction after finish");
         assert!(t.begin("penguin").is_some());
+    }
+
+    /// Defect 7: when the final status reaches the host, the next export/import of the same
+    /// container must be accepted.
+    #[tokio::test]
+    async fn slot_is_free_when_the_final_status_is_sent() {
+        let t = Transactions::default();
+        let tx = t.begin("penguin").expect("first");
+        let reporter = async {
+            // What a host does on a final status: start the next operation.
+            t.begin("penguin").map(Transaction::finish).is_some()
+        };
+        assert!(
+            release_then_report(|| tx.finish(), reporter).await,
+            "the transaction slot was still taken when the final status went out"
+        );
     }
 }

@@ -16,8 +16,9 @@ use super::{
     check_container_name, lookup_with_recovery, subscribe_operations, wait_op, CREATE_TIMEOUT,
     OP_TIMEOUT,
 };
-use crate::daemon::{CreateGuard, Daemon, LXD_NOT_RUNNING};
+use crate::daemon::{Daemon, LXD_NOT_RUNNING};
 use crate::milestone::expand_image_server;
+use crate::transactions::release_then_report;
 
 /// Temporary instance name during creation (§1.1).
 pub const IN_PROGRESS_NAME: &str = "crostini-inprogress-create";
@@ -129,8 +130,10 @@ impl Daemon {
         };
         let daemon = self.clone();
         tokio::spawn(async move {
-            let final_report = daemon.run_create(&client, &name, source, guard).await;
-            let _ = daemon.listener.update_create_status(final_report).await;
+            let final_report = daemon.run_create(&client, &name, source).await;
+            // Free the slot first: the host may start the next creation on the final status.
+            let report = daemon.listener.update_create_status(final_report);
+            let _ = release_then_report(|| drop(guard), report).await;
         });
         reply(Status::Creating, "")
     }
@@ -141,7 +144,6 @@ impl Daemon {
         client: &Client,
         name: &str,
         source: Source,
-        _guard: CreateGuard,
     ) -> pb::ContainerCreationProgress {
         let failed = |reason: String| {
             tracing::warn!("creating {name} failed: {reason}");
@@ -287,6 +289,31 @@ impl Daemon {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// Defect 7: the creation slot is free when the final status goes out.
+    #[tokio::test]
+    async fn creation_slot_is_free_when_the_final_status_is_sent() {
+        let config = crate::config::Config::from_args([
+            "tremplin",
+            "-lxd_subnet",
+            "10.0.0.1/24",
+            "--host-address",
+            "tcp://127.0.0.1:1",
+            "--crash-address",
+            "none",
+        ])
+        .expect("config");
+        let listener =
+            crate::listener::HostListener::new(&config.host_address, None).expect("listener");
+        let daemon = Daemon::new(config, None, listener);
+        let guard = daemon.begin_create().expect("first creation");
+        assert!(daemon.begin_create().is_none(), "serialized");
+        let reporter = async { daemon.begin_create().is_some() };
+        assert!(
+            release_then_report(|| drop(guard), reporter).await,
+            "the creation slot was still taken when the final status went out"
+        );
+    }
 
     #[test]
     fn unfinished_needs_created_without_setup() {

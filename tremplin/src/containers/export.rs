@@ -27,7 +27,7 @@ use super::start::IdmapEntry;
 use super::wait_op;
 use crate::archive::{self, Flow, Outcome, Unshift};
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
-use crate::transactions::Transaction;
+use crate::transactions::{release_then_report, Transaction};
 
 /// Snapshot used by the export (§1.1).
 pub const EXPORT_SNAPSHOT: &str = "rootfs-backup";
@@ -84,8 +84,9 @@ impl Daemon {
             let last = daemon
                 .run_export(&client, &name, &request.export_path, &tx)
                 .await;
-            let _ = daemon.listener.update_export_status(last).await;
-            tx.finish();
+            // Free the slot first: the host may start the next operation on the final status.
+            let report = daemon.listener.update_export_status(last);
+            let _ = release_then_report(|| tx.finish(), report).await;
         });
         reply(Status::Exporting, "")
     }

@@ -15,7 +15,7 @@ use pb::import_container_response::Status;
 use super::{subscribe_operations, wait_op, CREATE_TIMEOUT, OP_TIMEOUT};
 use crate::archive;
 use crate::daemon::{Daemon, LXD_NOT_RUNNING};
-use crate::transactions::Transaction;
+use crate::transactions::{release_then_report, Transaction};
 
 /// Temporary instance of an import (§1.1).
 pub const IMPORT_NAME: &str = "rootfs-import";
@@ -57,8 +57,9 @@ impl Daemon {
             let last = daemon
                 .run_import(&client, &name, &request.import_path, &tx)
                 .await;
-            let _ = daemon.listener.update_import_status(last).await;
-            tx.finish();
+            // Free the slot first: the host may start the next operation on the final status.
+            let report = daemon.listener.update_import_status(last);
+            let _ = release_then_report(|| tx.finish(), report).await;
         });
         reply(Status::Importing, "")
     }
