@@ -33,6 +33,8 @@ pub struct Daemon {
     pub(crate) identity_ids: Mutex<Vec<u32>>,
     /// The USB manager (§9.2), created when LXD starts on a machine with an xHCI controller.
     pub(crate) usb: std::sync::OnceLock<Arc<crate::usb::UsbManager>>,
+    /// Last lifecycle event seen per container (for GetDebugInfo).
+    pub(crate) last_lifecycle: crate::events::LastLifecycle,
 }
 
 impl Daemon {
@@ -49,6 +51,7 @@ impl Daemon {
             last_ports: Mutex::new(None),
             identity_ids: Mutex::new(crate::profile::RAW_IDMAP_IDS.to_vec()),
             usb: std::sync::OnceLock::new(),
+            last_lifecycle: Default::default(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! LXD lifecycle events (§9.1): `ContainerShutdown` reports and USB bookkeeping on deletion.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crostini_lxd::{Client, EventStream, EventType, LifecycleEvent};
@@ -28,6 +29,33 @@ pub fn classify(event: &LifecycleEvent) -> Option<LifecycleAction> {
     }
 }
 
+/// The last lifecycle event seen for each container (`"<action> at <timestamp>"`).
+#[derive(Debug, Default, Clone)]
+pub struct LastLifecycle(Arc<Mutex<HashMap<String, String>>>);
+
+/// Containers remembered by [`LastLifecycle`]; past this the map starts over.
+const MAX_REMEMBERED: usize = 1024;
+
+impl LastLifecycle {
+    pub fn record(&self, name: &str, event: &LifecycleEvent, timestamp: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_REMEMBERED && !map.contains_key(name) {
+            map.clear();
+        }
+        let when = if timestamp.is_empty() {
+            "an unknown time"
+        } else {
+            timestamp
+        };
+        map.insert(name.to_string(), format!("{} at {when}", event.action));
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
+    }
+}
+
 impl Daemon {
     /// Subscribes to lifecycle events (before returning, so nothing after StartLxd is missed)
     /// and starts the event and listening-port loops.
@@ -48,7 +76,8 @@ impl Daemon {
             }
         }));
         let reader_client = client.clone();
-        self.keep_task(tokio::spawn(event_loop(reader_client, first, tx)));
+        let last = self.last_lifecycle.clone();
+        self.keep_task(tokio::spawn(event_loop(reader_client, first, tx, last)));
         let daemon = self.clone();
         self.keep_task(tokio::spawn(async move { daemon.ports_loop().await }));
         self.start_usb();
@@ -77,6 +106,7 @@ async fn event_loop(
     client: Client,
     mut stream: Option<EventStream>,
     tx: mpsc::UnboundedSender<LifecycleAction>,
+    last: LastLifecycle,
 ) {
     loop {
         let Some(events) = stream.as_mut() else {
@@ -89,7 +119,14 @@ async fn event_loop(
         };
         match events.next().await {
             Some(Ok(event)) => {
-                if let Some(action) = event.lifecycle().as_ref().and_then(classify) {
+                let lifecycle = event.lifecycle();
+                if let Some((l, name)) = lifecycle
+                    .as_ref()
+                    .and_then(|l| Some((l, l.instance_name()?)))
+                {
+                    last.record(name, l, &event.timestamp);
+                }
+                if let Some(action) = lifecycle.as_ref().and_then(classify) {
                     if tx.send(action).is_err() {
                         return;
                     }
@@ -137,6 +174,59 @@ mod tests {
         assert_eq!(
             classify(&ev("instance-stopped", "/1.0/instances/x/snapshots/s")),
             None
+        );
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+    use crostini_lxd::Liveness;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Defect 12c: an LXD that accepts the events websocket and then hangs without closing
+    /// it is noticed by the ping deadline, and the loop subscribes again.
+    #[tokio::test]
+    async fn event_loop_resubscribes_after_a_silent_lxd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("unix.socket");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(ws) = tokio_tungstenite::accept_async(s).await else {
+                        return;
+                    };
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(ws.into_inner());
+                });
+            }
+        });
+        let client = Client::new(&socket).with_event_liveness(Liveness {
+            ping_after: Duration::from_millis(100),
+            deadline: Duration::from_millis(300),
+        });
+        let first = client.events(&[EventType::Lifecycle]).await.ok();
+        assert!(first.is_some());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(event_loop(client, first, tx, LastLifecycle::default()));
+        // Each round: 300 ms deadline + 1 s resubscribe pause.
+        let mut reconnected = false;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if connections.load(Ordering::SeqCst) >= 3 {
+                reconnected = true;
+                break;
+            }
+        }
+        task.abort();
+        assert!(
+            reconnected,
+            "only {} subscriptions in 6 s",
+            connections.load(Ordering::SeqCst)
         );
     }
 }
