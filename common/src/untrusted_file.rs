@@ -69,6 +69,13 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), UntrustedReadError>
             path: path.to_path_buf(),
             source,
         })?;
+    check_regular(file, path)
+}
+
+/// The checks of [`open_regular`] for a descriptor opened some other way (e.g. `openat2`
+/// confined to a container root, with `O_NONBLOCK`): `fstat`, and refuse a non-regular file.
+/// `path` only names the file in errors.
+pub fn check_regular(file: File, path: &Path) -> Result<(File, Metadata), UntrustedReadError> {
     let metadata = file.metadata().map_err(|source| UntrustedReadError::Read {
         path: path.to_path_buf(),
         source,
@@ -250,6 +257,27 @@ mod tests {
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         let err = read_capped_string(&path, 10).unwrap_err();
         assert!(matches!(err, UntrustedReadError::NotUtf8 { .. }), "{err}");
+    }
+
+    #[test]
+    fn check_regular_refuses_an_opened_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        nix_mkfifo(&fifo);
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let err = check_regular(opened, &fifo).unwrap_err();
+        assert!(
+            matches!(err, UntrustedReadError::NotRegular { kind: "FIFO", .. }),
+            "{err}"
+        );
+        let file = dir.path().join("r");
+        std::fs::write(&file, b"ok").unwrap();
+        let (_, meta) = check_regular(File::open(&file).unwrap(), &file).unwrap();
+        assert_eq!(meta.len(), 2);
     }
 
     fn nix_mkfifo(path: &Path) {

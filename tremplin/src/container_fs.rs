@@ -11,6 +11,14 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+use crostini_common::untrusted_file::{self, UntrustedReadError};
+
+/// Largest container file [`ContainerFs::read`] accepts (passwd, group, shadow, os-release,
+/// skel files): they are container-controlled, so a 5 GB "passwd" must not bloat tremplin.
+pub const MAX_READ: u64 = 16 * 1024 * 1024;
+/// Deepest directory nesting [`ContainerFs::copy_tree`] follows below its source.
+pub const MAX_COPY_DEPTH: usize = 32;
+
 /// Ids identity-mapped by the profile's `raw.idmap` (spec §4.6).
 pub const IDENTITY_IDS: [u32; 4] = [1000, 1001, 655360, 665357];
 
@@ -163,10 +171,56 @@ impl ContainerFs {
         ))
     }
 
-    /// Reads a file (following symlinks within the container).
+    /// Reads a regular file of at most [`MAX_READ`] bytes, following symlinks within the
+    /// container (see [`ContainerFs::read_regular`]).
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
-        let host = self.resolve(path)?;
-        std::fs::read(&host).map_err(|e| self.err("read", path, e))
+        self.read_regular(path, MAX_READ)
+            .map(|(content, _)| content)
+    }
+
+    /// Reads the regular file at container path `path` through
+    /// `crostini_common::untrusted_file` (non-blocking open, `fstat`, regular files only,
+    /// at most `cap` bytes), returning its content and metadata.
+    ///
+    /// The open is `openat2(RESOLVE_IN_ROOT)` on the rootfs, so every symlink — in any
+    /// component, absolute or relative — resolves inside the container and can never reach a
+    /// host file. Kernels without `openat2` (< 5.6) fall back to [`ContainerFs::resolve`].
+    pub fn read_regular(
+        &self,
+        path: &str,
+        cap: u64,
+    ) -> Result<(Vec<u8>, std::fs::Metadata), FsError> {
+        let host = self.host_path(path)?;
+        let untrusted = |e: UntrustedReadError| self.err("read", path, e.into());
+        let file = match self.open_in_root(path) {
+            Ok(file) => file,
+            Err(nix::errno::Errno::ENOSYS) => {
+                let (file, _) =
+                    untrusted_file::open_regular(&self.resolve(path)?).map_err(untrusted)?;
+                file
+            }
+            Err(e) => return Err(self.err("open", path, io::Error::from(e))),
+        };
+        let (file, meta) = untrusted_file::check_regular(file, &host).map_err(untrusted)?;
+        let content =
+            untrusted_file::read_open_capped(file, &host, cap, meta.len()).map_err(untrusted)?;
+        Ok((content, meta))
+    }
+
+    /// `openat2(rootfs, path, O_RDONLY | O_NONBLOCK, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+    fn open_in_root(&self, path: &str) -> Result<std::fs::File, nix::errno::Errno> {
+        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+        let root = nix::fcntl::open(
+            &self.rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let rel = path.trim_start_matches('/');
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let fd = openat2(&root, if rel.is_empty() { "." } else { rel }, how)?;
+        Ok(std::fs::File::from(fd))
     }
 
     pub fn exists(&self, path: &str) -> bool {
@@ -241,7 +295,23 @@ impl ContainerFs {
 
     /// Copies the container directory `from` into `to` recursively: content and mode,
     /// owner `uid:gid`, symlinks copied as regular files (§10.2 skel copy).
+    ///
+    /// The source is container-controlled: files are read with [`ContainerFs::read_regular`]
+    /// (symlinks resolve inside the container, FIFOs and devices are skipped, each file is
+    /// capped), symlinked directories are not followed and nesting stops at
+    /// [`MAX_COPY_DEPTH`].
     pub fn copy_tree(&self, from: &str, to: &str, uid: u32, gid: u32) -> Result<(), FsError> {
+        self.copy_tree_at(from, to, uid, gid, 0)
+    }
+
+    fn copy_tree_at(
+        &self,
+        from: &str,
+        to: &str,
+        uid: u32,
+        gid: u32,
+        depth: usize,
+    ) -> Result<(), FsError> {
         let src = self.host_path(from)?;
         let entries = std::fs::read_dir(&src).map_err(|e| self.err("read_dir", from, e))?;
         for entry in entries {
@@ -249,18 +319,30 @@ impl ContainerFs {
             let name = entry.file_name().to_string_lossy().into_owned();
             let child_from = format!("{}/{name}", from.trim_end_matches('/'));
             let child_to = format!("{}/{name}", to.trim_end_matches('/'));
-            // Follows symlinks: a link becomes a copy of its target (dangling links are skipped).
-            let Ok(meta) = std::fs::metadata(entry.path()) else {
+            let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            let mode = meta.mode() & 0o7777;
-            if meta.is_dir() {
-                self.mkdir(&child_to, mode, uid, gid)?;
-                self.copy_tree(&child_from, &child_to, uid, gid)?;
-            } else if meta.is_file() {
-                let content =
-                    std::fs::read(entry.path()).map_err(|e| self.err("read", &child_from, e))?;
-                self.write(&child_to, &content, mode, uid, gid)?;
+            if kind.is_dir() {
+                if depth + 1 >= MAX_COPY_DEPTH {
+                    tracing::warn!(
+                        "not copying {child_from} in {}: deeper than {MAX_COPY_DEPTH} levels",
+                        self.name
+                    );
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                self.mkdir(&child_to, meta.mode() & 0o7777, uid, gid)?;
+                self.copy_tree_at(&child_from, &child_to, uid, gid, depth + 1)?;
+            } else if kind.is_file() || kind.is_symlink() {
+                // A link becomes a copy of its target (dangling or non-file targets are skipped).
+                match self.read_regular(&child_from, MAX_READ) {
+                    Ok((content, meta)) => {
+                        self.write(&child_to, &content, meta.mode() & 0o7777, uid, gid)?
+                    }
+                    Err(e) => tracing::warn!("not copying {child_from}: {e}"),
+                }
             }
         }
         Ok(())
@@ -324,6 +406,62 @@ mod tests {
             b"ID=debian\n"
         );
         assert!(fs.read("/etc/loop").is_err(), "link loop ends");
+    }
+
+    /// Issue 9 #5: container files are read non-blocking, regular only, capped, and no
+    /// symlink (final or intermediate, absolute or relative) reaches a host file.
+    #[test]
+    fn reads_refuse_fifos_big_files_and_links_out_of_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        let outside = dir.path().join("host-secret");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("shadow"), "root:host-hash").expect("write");
+        nix::unistd::mkfifo(&root.join("etc/passwd"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        std::fs::write(root.join("etc/group"), vec![b'x'; 64]).expect("write");
+        std::os::unix::fs::symlink(outside.join("shadow"), root.join("etc/shadow")).expect("link");
+        std::os::unix::fs::symlink(&outside, root.join("etc/hostdir")).expect("link");
+        let fs = ContainerFs::at("c", root).expect("open");
+        let started = std::time::Instant::now();
+        let err = fs.read("/etc/passwd").expect_err("FIFO refused");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let err = fs.read_regular("/etc/group", 10).expect_err("over the cap");
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert_eq!(
+            fs.read_regular("/etc/group", 64)
+                .expect("at the cap")
+                .0
+                .len(),
+            64
+        );
+        // Absolute links are resolved inside the container, where these targets do not exist.
+        assert!(fs.read("/etc/shadow").is_err());
+        assert!(fs.read("/etc/hostdir/shadow").is_err());
+    }
+
+    #[test]
+    fn copy_tree_never_copies_host_files_or_fifos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc/skel")).expect("mkdir");
+        std::fs::create_dir_all(root.join("home/u")).expect("mkdir");
+        let secret = dir.path().join("host-secret");
+        std::fs::write(&secret, "host data").expect("write");
+        std::os::unix::fs::symlink(&secret, root.join("etc/skel/evil")).expect("link");
+        nix::unistd::mkfifo(&root.join("etc/skel/fifo"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        std::fs::write(root.join("etc/skel/ok"), "fine").expect("write");
+        let fs = ContainerFs::at("c", root.clone()).expect("open");
+        let me = nix::unistd::getuid().as_raw();
+        let my_gid = nix::unistd::getgid().as_raw();
+        fs.copy_tree("/etc/skel", "/home/u", me, my_gid)
+            .expect("copy");
+        assert_eq!(std::fs::read(root.join("home/u/ok")).expect("ok"), b"fine");
+        assert!(!root.join("home/u/evil").exists(), "host file copied in");
+        assert!(!root.join("home/u/fifo").exists());
     }
 
     #[test]

@@ -63,6 +63,9 @@ impl MilestoneSource {
     }
 }
 
+/// Largest lsb-release accepted.
+const MAX_LSB_RELEASE: u64 = 64 * 1024;
+
 /// Flag value if given; else the file; a missing file is `Absent`, a malformed one an error.
 pub fn load_milestone(
     flag: Option<u32>,
@@ -72,9 +75,10 @@ pub fn load_milestone(
         return Ok(MilestoneSource::Flag(m));
     }
     let shown = lsb_release.display().to_string();
-    match std::fs::read_to_string(lsb_release) {
+    // Bounded, non-blocking and regular-only like every other file read (issue 9 #5).
+    match crostini_common::untrusted_file::read_capped_string(lsb_release, MAX_LSB_RELEASE) {
         Ok(text) => parse_milestone(&text, &shown).map(MilestoneSource::File),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MilestoneSource::Absent),
+        Err(e) if e.is_not_found() => Ok(MilestoneSource::Absent),
         Err(e) => Err(MilestoneError::Read {
             path: shown,
             reason: e.to_string(),

@@ -100,11 +100,19 @@ pub fn listening_ports(tables: &[&str]) -> Vec<u32> {
     set.into_iter().collect()
 }
 
+/// Largest `/proc/<pid>/net/tcp{,6}` read (about 200 000 sockets).
+const MAX_PROC_NET: u64 = 32 * 1024 * 1024;
+
 /// Reads the listening ports of the network namespace of `pid`.
 pub fn ports_of_pid(pid: i64) -> Result<Vec<u32>, String> {
     let read = |name: &str| {
+        // The container decides how many sockets it has: bounded read (issue 9 #5).
         let path = format!("/proc/{pid}/net/{name}");
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))
+        crostini_common::untrusted_file::read_capped_string(
+            std::path::Path::new(&path),
+            MAX_PROC_NET,
+        )
+        .map_err(|e| e.to_string())
     };
     let v4 = read("tcp")?;
     // IPv6 may be disabled in the container.
