@@ -192,10 +192,14 @@ impl AppPublisher {
         host: Arc<dyn AppListHost>,
         link: Option<watch::Receiver<LinkStatus>>,
     ) -> Self {
-        let (changes_tx, changes_rx) = unbounded_channel();
-        let watcher = start_watcher(&config, changes_tx);
         let (commands, commands_rx) = unbounded_channel();
-        let task = tokio::spawn(run(config, host, changes_rx, commands_rx, link, watcher));
+        let task = tokio::spawn(async move {
+            // The watch set is established (on a blocking thread: it walks the trees) before
+            // the initial build scans, so no change in between is missed.
+            let (changes_tx, changes_rx) = unbounded_channel();
+            let watcher = start_watcher(&config, changes_tx).await;
+            run(config, host, changes_rx, commands_rx, link, watcher).await;
+        });
         Self { commands, task }
     }
 
@@ -221,7 +225,7 @@ enum Changed {
     Mime,
 }
 
-fn start_watcher(
+async fn start_watcher(
     config: &PublisherConfig,
     changes: UnboundedSender<Changed>,
 ) -> Option<WatcherHandle> {
@@ -241,7 +245,7 @@ fn start_watcher(
             tag: Changed::Mime,
         }));
     }
-    match spawn_watcher(targets, changes) {
+    match spawn_watcher(targets, changes).await {
         Ok(handle) => Some(handle),
         Err(err) => {
             tracing::error!(

@@ -9,6 +9,19 @@
 //! targets, a watched directory disappearing, and queue overflow (which also counts as a change
 //! for every target).
 //!
+//! Limits and costs (issue 9 #1): a recursive target is followed at most [`MAX_DEPTH`] levels
+//! below its directory (the directory itself is level 0; a directory at level [`MAX_DEPTH`] is
+//! watched, its subdirectories are not), in the spirit of GLib's bounded monitors; hitting the cap
+//! is logged once per re-synchronisation. One re-synchronisation costs time linear in the number
+//! of directories (hash maps keyed by path and watch descriptor), and runs on a blocking thread,
+//! never on an async executor thread, so a hostile tree cannot delay signal handling.
+//!
+//! Unreadable directories (issue 9 #10): a directory garcon cannot list (no read or search
+//! permission) is not watched; its parent's watch reports `IN_ATTRIB` for it, which re-runs the
+//! synchronisation, so after `chmod 755` it is watched and its tag is sent. A target directory
+//! that is itself unreadable is treated like a missing one (its nearest usable ancestor is
+//! watched for it).
+//!
 //! The watcher only reports *that* something changed; debouncing is the consumer's job.
 
 use std::collections::{HashMap, HashSet};
@@ -20,12 +33,16 @@ use futures::{FutureExt, StreamExt};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Levels below a recursive target that are watched (module documentation).
+pub const MAX_DEPTH: usize = 32;
+
 /// One directory to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchTarget<T> {
     /// The directory (need not exist).
     pub path: PathBuf,
-    /// Also watch every subdirectory (following symlinks, each inode once).
+    /// Also watch every subdirectory, down to [`MAX_DEPTH`] (following symlinks, each inode
+    /// once).
     pub recursive: bool,
     /// Sent on the channel when something changes under `path`.
     pub tag: T,
@@ -37,6 +54,9 @@ pub enum WatchError {
     /// `inotify_init` or registering the fd with tokio failed.
     #[error("creating inotify instance: {0}")]
     Init(#[source] std::io::Error),
+    /// The initial synchronisation (on a blocking thread) panicked or was cancelled.
+    #[error("initial directory scan failed: {0}")]
+    Sync(#[source] tokio::task::JoinError),
 }
 
 /// Keeps the watcher task alive; dropping it stops the watcher.
@@ -63,17 +83,20 @@ const CONTENT_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR);
 
-/// Events we want on the nearest existing ancestor of a missing target.
+/// Events we want on the nearest usable ancestor of a missing or unreadable target (`ATTRIB`:
+/// the target's permissions changed).
 const ANCESTOR_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR);
 
 /// Starts watching `targets`; each change sends the affected targets' tags on `changes`
-/// (at most once per tag per batch of kernel events). The watch set is established before this
-/// returns, so a change made after it returns is reported. Must run inside a tokio runtime.
-pub fn spawn_watcher<T>(
+/// (at most once per tag per batch of kernel events). The watch set is established (on a
+/// blocking thread) before this returns, so a change made after it returns is reported. Must
+/// run inside a tokio runtime.
+pub async fn spawn_watcher<T>(
     targets: Vec<WatchTarget<T>>,
     changes: UnboundedSender<T>,
 ) -> Result<WatcherHandle, WatchError>
@@ -84,15 +107,15 @@ where
     let mut stream = inotify
         .into_event_stream(vec![0u8; 64 * 1024])
         .map_err(WatchError::Init)?;
-    let mut state = WatchState {
+    let present = vec![false; targets.len()];
+    let state = WatchState {
         watches: stream.watches(),
         targets,
         by_wd: HashMap::new(),
-        present: Vec::new(),
+        present,
     };
-    state.present = vec![false; state.targets.len()];
     // Initial sync: nothing is "newly present" at startup, so its result is not reported.
-    state.sync();
+    let (mut state, _) = sync_off_executor(state).await.map_err(WatchError::Sync)?;
     let task = tokio::spawn(async move {
         while let Some(first) = stream.next().await {
             let mut batch = vec![first];
@@ -113,19 +136,18 @@ where
                 }
             }
             if resync {
-                for i in state.sync() {
-                    changed.push(state.targets[i].tag.clone());
-                }
+                let (synced, appeared) = match sync_off_executor(state).await {
+                    Ok(done) => done,
+                    Err(err) => {
+                        tracing::error!("directory watch re-sync failed, watching stopped: {err}");
+                        return;
+                    }
+                };
+                state = synced;
+                changed.extend(appeared.into_iter().map(|i| state.targets[i].tag.clone()));
             }
-            let mut sent: Vec<T> = Vec::new();
-            for tag in changed {
-                if sent.contains(&tag) {
-                    continue;
-                }
-                if changes.send(tag.clone()).is_err() {
-                    return;
-                }
-                sent.push(tag);
+            if !send_once_each(&changes, changed) {
+                return;
             }
         }
         tracing::warn!("inotify event stream ended; directory watching stopped");
@@ -133,26 +155,56 @@ where
     Ok(WatcherHandle { task })
 }
 
+/// Runs [`WatchState::sync`] on a blocking thread (it walks directory trees).
+async fn sync_off_executor<T: Clone + Send + 'static>(
+    mut state: WatchState<T>,
+) -> Result<(WatchState<T>, Vec<usize>), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let appeared = state.sync();
+        (state, appeared)
+    })
+    .await
+}
+
+/// Sends each distinct tag once; `false` when the receiver is gone.
+fn send_once_each<T: Clone + PartialEq>(changes: &UnboundedSender<T>, changed: Vec<T>) -> bool {
+    let mut sent: Vec<T> = Vec::new();
+    for tag in changed {
+        if sent.contains(&tag) {
+            continue;
+        }
+        if changes.send(tag.clone()).is_err() {
+            return false;
+        }
+        sent.push(tag);
+    }
+    true
+}
+
 /// How a watched directory relates to a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
     /// The target itself or (recursive) one of its subdirectories.
     Content,
-    /// Nearest existing ancestor of a missing target; `next` is the missing child's name.
+    /// Nearest usable ancestor of a missing or unreadable target; `next` is the name of its
+    /// child on the way to the target.
     Ancestor { next: OsString },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Watched {
     target: usize,
     role: Role,
 }
 
+/// The desired watch set: directory -> roles.
+type Wanted = HashMap<PathBuf, Vec<Watched>>;
+
 struct WatchState<T> {
     watches: Watches,
     targets: Vec<WatchTarget<T>>,
     by_wd: HashMap<WatchDescriptor, Vec<Watched>>,
-    /// Whether each target directory existed at the last sync.
+    /// Whether each target directory was usable (a readable directory) at the last sync.
     present: Vec<bool>,
 }
 
@@ -171,16 +223,20 @@ impl<T: Clone> WatchState<T> {
         let gone = event
             .mask
             .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED);
-        let structural = event.mask.contains(EventMask::ISDIR)
+        let is_dir = event.mask.contains(EventMask::ISDIR);
+        let structural = is_dir
             && event.mask.intersects(
                 EventMask::CREATE | EventMask::DELETE | EventMask::MOVED_FROM | EventMask::MOVED_TO,
             );
+        // A directory's permissions changed: it may have become readable or unreadable.
+        let dir_attrib = is_dir && event.mask.contains(EventMask::ATTRIB);
+        let self_attrib = dir_attrib && event.name.is_none();
         for watched in entries {
             let target = &self.targets[watched.target];
             match &watched.role {
                 Role::Content => {
                     changed.push(target.tag.clone());
-                    if gone || (structural && target.recursive) {
+                    if gone || self_attrib || ((structural || dir_attrib) && target.recursive) {
                         *resync = true;
                     }
                 }
@@ -195,66 +251,62 @@ impl<T: Clone> WatchState<T> {
 
     /// Re-computes the directories to watch, adds missing watches, drops stale ones, and
     /// repeats until stable (directories may appear while we add watches). Returns the targets
-    /// that now exist but did not at the previous sync.
+    /// that are now usable but were not at the previous sync. Blocking (walks directories).
     fn sync(&mut self) -> Vec<usize> {
-        let before = self.present.clone();
-        let mut wanted = self.wanted();
+        let before = std::mem::take(&mut self.present);
+        let mut capped: HashSet<usize> = HashSet::new();
+        let mut wanted = self.wanted(&mut capped);
         for _ in 0..8 {
             self.apply(&wanted);
-            let again = self.wanted();
+            let again = self.wanted(&mut capped);
             if again == wanted {
                 break;
             }
             wanted = again;
         }
-        self.present = self
-            .targets
-            .iter()
-            .map(|t| std::fs::metadata(&t.path).is_ok_and(|m| m.is_dir()))
-            .collect();
+        for &i in &capped {
+            tracing::warn!(
+                dir = %self.targets[i].path.display(),
+                "directory tree deeper than {MAX_DEPTH} levels: deeper directories are not watched"
+            );
+        }
+        self.present = self.targets.iter().map(|t| usable_dir(&t.path)).collect();
         (0..self.targets.len())
-            .filter(|&i| self.present[i] && !before[i])
+            .filter(|&i| self.present[i] && !before.get(i).copied().unwrap_or(false))
             .collect()
     }
 
-    /// The desired watch set: directory -> roles.
-    fn wanted(&self) -> Vec<(PathBuf, Vec<Watched>)> {
-        let mut wanted: Vec<(PathBuf, Vec<Watched>)> = Vec::new();
-        let mut add =
-            |path: PathBuf, watched: Watched| match wanted.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, roles)) => roles.push(watched),
-                None => wanted.push((path, vec![watched])),
-            };
+    /// The desired watch set; records in `capped` the targets whose tree hit [`MAX_DEPTH`].
+    fn wanted(&self, capped: &mut HashSet<usize>) -> Wanted {
+        let mut wanted = Wanted::new();
         for (i, target) in self.targets.iter().enumerate() {
-            if std::fs::metadata(&target.path).is_ok_and(|m| m.is_dir()) {
+            if usable_dir(&target.path) {
                 let dirs = if target.recursive {
-                    subdirectories(&target.path)
+                    let walk = subdirectories(&target.path, MAX_DEPTH);
+                    if walk.capped {
+                        capped.insert(i);
+                    }
+                    walk.dirs
                 } else {
                     vec![target.path.clone()]
                 };
                 for dir in dirs {
-                    add(
-                        dir,
-                        Watched {
-                            target: i,
-                            role: Role::Content,
-                        },
-                    );
-                }
-            } else if let Some((ancestor, next)) = nearest_existing_ancestor(&target.path) {
-                add(
-                    ancestor,
-                    Watched {
+                    wanted.entry(dir).or_default().push(Watched {
                         target: i,
-                        role: Role::Ancestor { next },
-                    },
-                );
+                        role: Role::Content,
+                    });
+                }
+            } else if let Some((ancestor, next)) = nearest_usable_ancestor(&target.path) {
+                wanted.entry(ancestor).or_default().push(Watched {
+                    target: i,
+                    role: Role::Ancestor { next },
+                });
             }
         }
         wanted
     }
 
-    fn apply(&mut self, wanted: &[(PathBuf, Vec<Watched>)]) {
+    fn apply(&mut self, wanted: &Wanted) {
         let mut by_wd: HashMap<WatchDescriptor, Vec<Watched>> = HashMap::new();
         for (path, roles) in wanted {
             let mask = if roles.iter().any(|w| w.role == Role::Content) {
@@ -277,51 +329,59 @@ impl<T: Clone> WatchState<T> {
     }
 }
 
-impl PartialEq for Watched {
-    fn eq(&self, other: &Self) -> bool {
-        self.target == other.target && self.role == other.role
-    }
+/// Whether `path` is a directory this process can list and enter (checked with the real ids,
+/// as garcon does not change them).
+fn usable_dir(path: &Path) -> bool {
+    use nix::unistd::AccessFlags;
+    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+        && nix::unistd::access(path, AccessFlags::R_OK | AccessFlags::X_OK).is_ok()
 }
 
-/// `dir` and every directory below it (following symlinks; each inode once).
-fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+/// Result of [`subdirectories`].
+#[derive(Debug, Default)]
+struct Walk {
+    dirs: Vec<PathBuf>,
+    /// Some directory at `max_depth` had subdirectories that were left out.
+    capped: bool,
+}
+
+/// `dir` and every usable directory below it down to `max_depth` levels (following symlinks;
+/// each inode once). Unreadable directories are left out: their parent's watch reports when
+/// their permissions change.
+fn subdirectories(dir: &Path, max_depth: usize) -> Walk {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
+    let mut walk = Walk::default();
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = pending.pop() {
         let Ok(meta) = std::fs::metadata(&d) else {
             continue;
         };
-        if !meta.is_dir() || !seen.insert((meta.dev(), meta.ino())) {
+        if !meta.is_dir() || !usable_dir(&d) || !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
         if let Ok(reader) = std::fs::read_dir(&d) {
             // Only directories and symlinks (which may point at directories) are candidates.
-            pending.extend(
-                reader
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
-                    .map(|e| e.path()),
-            );
+            let mut children = reader
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
+                .map(|e| e.path());
+            if depth >= max_depth {
+                walk.capped |= children.any(|p| p.is_dir());
+            } else {
+                pending.extend(children.map(|p| (p, depth + 1)));
+            }
         }
-        out.push(d);
+        walk.dirs.push(d);
     }
-    out
+    walk
 }
 
-/// The deepest existing directory above `path`, and the name of its child on the way to `path`.
-fn nearest_existing_ancestor(path: &Path) -> Option<(PathBuf, OsString)> {
+/// The deepest usable directory above `path`, and the name of its child on the way to `path`.
+fn nearest_usable_ancestor(path: &Path) -> Option<(PathBuf, OsString)> {
     let mut child = path;
     while let Some(parent) = child.parent() {
-        let parent_ok = if parent.as_os_str().is_empty() {
-            None
-        } else {
-            Some(parent)
-        };
-        if let Some(parent) = parent_ok {
-            if std::fs::metadata(parent).is_ok_and(|m| m.is_dir()) {
-                return Some((parent.to_path_buf(), child.file_name()?.to_owned()));
-            }
+        if !parent.as_os_str().is_empty() && usable_dir(parent) {
+            return Some((parent.to_path_buf(), child.file_name()?.to_owned()));
         }
         child = parent;
     }
