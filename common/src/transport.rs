@@ -3,11 +3,21 @@
 //! This is the only module that knows about sockets. The vsock paths are kept thin: they are a
 //! direct mapping onto `tokio-vsock` and are exercised in tests only through address conversion,
 //! because the test machines have no vsock loopback.
+//!
+//! Peer rules (see [`peers`]): vsock listeners accept the host's CID only unless widened, unix
+//! socket files are created with mode 0600 unless widened, tcp is for tests and development.
+//! gRPC connections that send nothing are closed: no HTTP/2 preface within 10 s ([`guard`]),
+//! and no answer to the keepalive pings of [`server_builder`].
+
+mod guard;
+pub mod peers;
+mod unix_bind;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +29,30 @@ use tokio_vsock::{VsockAddr, VsockListener, VsockStream};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::address::Address;
+pub use guard::GuardedStream;
+pub use peers::{check_peer, ListenOptions, PeerRefused, VsockPeers};
+
+static PROCESS_LISTEN_OPTIONS: OnceLock<ListenOptions> = OnceLock::new();
+
+/// Sets the options [`Listener::bind`] uses in this process (from the command line, once, before
+/// anything binds). A second call is refused and returns the options it was given.
+pub fn set_process_listen_options(options: ListenOptions) -> Result<(), ListenOptions> {
+    PROCESS_LISTEN_OPTIONS.set(options)
+}
+
+/// The options [`Listener::bind`] uses: those set by [`set_process_listen_options`], else the
+/// defaults (vsock host only, unix 0600, 10 s preface limit).
+pub fn process_listen_options() -> ListenOptions {
+    PROCESS_LISTEN_OPTIONS.get().cloned().unwrap_or_default()
+}
+
+/// A tonic server with the keepalive every listener uses: an established connection that does
+/// not acknowledge a ping within [`peers::HTTP2_KEEPALIVE_TIMEOUT`] is closed.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(peers::HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(peers::HTTP2_KEEPALIVE_TIMEOUT))
+}
 
 /// How long dialing may take before the call fails as unavailable.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -164,12 +198,22 @@ impl Drop for UnixSocketGuard {
 pub struct Listener {
     inner: Inner,
     local: Address,
+    options: ListenOptions,
 }
 
 impl Listener {
+    /// Binds `address` with [`process_listen_options`].
+    pub async fn bind(address: &Address) -> Result<Self, TransportError> {
+        Self::bind_with(address, process_listen_options()).await
+    }
+
     /// Binds `address`. Port 0 (tcp, vsock) picks a free port; [`Listener::local_address`] says
     /// which. A stale unix socket file (nobody listening) is replaced; a live one is an error.
-    pub async fn bind(address: &Address) -> Result<Self, TransportError> {
+    /// A unix socket file gets `options.socket_mode` before anyone can reach it.
+    pub async fn bind_with(
+        address: &Address,
+        options: ListenOptions,
+    ) -> Result<Self, TransportError> {
         let bind_err = |source| TransportError::Bind {
             address: address.clone(),
             source,
@@ -180,13 +224,17 @@ impl Listener {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(bind_err)?;
                 }
-                let listener = UnixListener::bind(path).map_err(bind_err)?;
+                let std_listener =
+                    unix_bind::bind_with_mode(path, options.socket_mode).map_err(bind_err)?;
+                let cleanup = UnixSocketGuard(path.clone());
+                let listener = UnixListener::from_std(std_listener).map_err(bind_err)?;
                 Ok(Listener {
                     inner: Inner::Unix {
                         listener,
-                        _cleanup: UnixSocketGuard(path.clone()),
+                        _cleanup: cleanup,
                     },
                     local: address.clone(),
+                    options,
                 })
             }
             Address::Tcp { host, port } => {
@@ -205,6 +253,7 @@ impl Listener {
                 Ok(Listener {
                     inner: Inner::Tcp(listener),
                     local: Address::tcp(host.clone(), actual),
+                    options,
                 })
             }
             Address::Vsock { cid, port } => {
@@ -221,6 +270,7 @@ impl Listener {
                 Ok(Listener {
                     inner: Inner::Vsock(listener),
                     local: Address::vsock(*cid, actual),
+                    options,
                 })
             }
         }
@@ -231,25 +281,64 @@ impl Listener {
         &self.local
     }
 
-    /// Accepts one connection.
+    /// Accepts one connection from an allowed peer; a refused one is logged and closed.
     pub async fn accept(&self) -> io::Result<Stream> {
-        match &self.inner {
-            Inner::Unix { listener: l, .. } => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        loop {
+            let (stream, peer) = self.accept_any().await?;
+            match self.check(&peer) {
+                Ok(()) => return Ok(stream),
+                Err(refused) => self.log_refusal(&refused),
+            }
+        }
+    }
+
+    async fn accept_any(&self) -> io::Result<(Stream, Peer)> {
+        let stream = match &self.inner {
+            Inner::Unix { listener: l, .. } => l.accept().await.map(|(s, _)| Stream::Unix(s))?,
             Inner::Tcp(l) => l.accept().await.map(|(s, _)| {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
-            }),
-            Inner::Vsock(l) => l.accept().await.map(|(s, _)| Stream::Vsock(s)),
-        }
+            })?,
+            Inner::Vsock(l) => l.accept().await.map(|(s, _)| Stream::Vsock(s))?,
+        };
+        let peer = stream.peer();
+        Ok((stream, peer))
+    }
+
+    fn check(&self, peer: &Peer) -> Result<(), PeerRefused> {
+        let on_vsock = matches!(self.inner, Inner::Vsock(_));
+        check_peer(&self.options.vsock_peers, peer, on_vsock)
+    }
+
+    fn log_refusal(&self, refused: &PeerRefused) {
+        let cid = match refused {
+            PeerRefused::VsockCid { cid, .. } => Some(*cid),
+            PeerRefused::UnknownVsockPeer => None,
+        };
+        tracing::warn!(address = %self.local, peer_cid = ?cid, "{refused}");
     }
 
     /// A stream of accepted connections for `tonic::transport::Server::serve_with_incoming`.
     /// Accept errors (e.g. out of file descriptors) are logged and retried, never end the server.
-    pub fn into_incoming(self) -> impl FuturesStream<Item = io::Result<Stream>> + Send + 'static {
+    /// A refused peer is logged and answered PERMISSION_DENIED with the reason on its own small
+    /// connection task; an allowed one must send the HTTP/2 preface within the preface limit.
+    pub fn into_incoming(
+        self,
+    ) -> impl FuturesStream<Item = io::Result<GuardedStream>> + Send + 'static {
         futures::stream::unfold(self, |listener| async move {
             loop {
-                match listener.accept().await {
-                    Ok(stream) => return Some((Ok(stream), listener)),
+                match listener.accept_any().await {
+                    Ok((stream, peer)) => match listener.check(&peer) {
+                        Ok(()) => {
+                            let timeout = listener.options.preface_timeout;
+                            let guarded = GuardedStream::new(stream, peer, timeout);
+                            return Some((Ok(guarded), listener));
+                        }
+                        Err(refused) => {
+                            listener.log_refusal(&refused);
+                            peers::spawn_refusal(stream, refused);
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(address = %listener.local, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -400,3 +489,6 @@ mod tests {
         assert!(vsock_addr(&Address::unix("/x")).is_none());
     }
 }
+
+#[cfg(test)]
+mod peer_tests;
