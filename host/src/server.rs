@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crostini_common::transport::{Listener, TransportError};
+use crostini_common::transport::{server_builder, ListenOptions, Listener, TransportError};
 use crostini_common::Address;
 use crostini_proto::vm_tools::container::container_listener_server::ContainerListenerServer;
 use crostini_proto::vm_tools::tremplin::tremplin_listener_server::TremplinListenerServer;
@@ -30,6 +30,9 @@ pub struct HostConfig {
     pub tremplin_listener: Option<Address>,
     /// The VM that non-vsock peers belong to.
     pub vm_name: String,
+    /// Socket mode and vsock peers of both listeners. The host accepts every vsock CID (each is
+    /// a VM it serves); unix socket files get mode 0600 unless widened.
+    pub listen_options: ListenOptions,
 }
 
 impl Default for HostConfig {
@@ -38,6 +41,7 @@ impl Default for HostConfig {
             container_listener: None,
             tremplin_listener: None,
             vm_name: "termina".to_string(),
+            listen_options: ListenOptions::any_vsock_peer(),
         }
     }
 }
@@ -63,14 +67,14 @@ impl RunningHost {
             tasks: Vec::new(),
         };
         if let Some(address) = &config.container_listener {
-            let listener = Listener::bind(address).await?;
+            let listener = Listener::bind_with(address, config.listen_options.clone()).await?;
             host.container_listener = Some(listener.local_address().clone());
             let service =
                 ContainerListenerServer::new(ContainerListenerService::new(state.clone()));
             let (tx, rx) = oneshot::channel();
             host.stop.push(tx);
             host.tasks.push(tokio::spawn(
-                tonic::transport::Server::builder()
+                server_builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(listener.into_incoming(), async {
                         let _ = rx.await;
@@ -78,13 +82,13 @@ impl RunningHost {
             ));
         }
         if let Some(address) = &config.tremplin_listener {
-            let listener = Listener::bind(address).await?;
+            let listener = Listener::bind_with(address, config.listen_options.clone()).await?;
             host.tremplin_listener = Some(listener.local_address().clone());
             let service = TremplinListenerServer::new(TremplinListenerService::new(state.clone()));
             let (tx, rx) = oneshot::channel();
             host.stop.push(tx);
             host.tasks.push(tokio::spawn(
-                tonic::transport::Server::builder()
+                server_builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(listener.into_incoming(), async {
                         let _ = rx.await;

@@ -184,6 +184,45 @@ async fn open_url_and_terminal_share_a_limit_of_ten_per_window() {
     assert_eq!(e.code(), Code::ResourceExhausted);
 }
 
+/// Issue 9 defect 11: callers with a wrong token are refused before they are counted, so they
+/// cannot use up the real container's budget.
+#[tokio::test]
+async fn wrong_token_calls_do_not_use_up_the_real_containers_budget() {
+    let mut f = fixture().await;
+    f.host.register_container("t-real", "penguin");
+    f.garcon_side
+        .container_ready(ready("t-real"))
+        .await
+        .expect("ready");
+    for i in 0..200 {
+        let e = if i % 2 == 0 {
+            f.garcon_side
+                .open_url(ct::OpenUrlRequest {
+                    url: "https://example.invalid".into(),
+                    token: format!("wrong-{i}"),
+                })
+                .await
+        } else {
+            f.garcon_side
+                .open_terminal(ct::OpenTerminalRequest {
+                    token: format!("wrong-{i}"),
+                    params: vec![],
+                })
+                .await
+                .map(|_| tonic::Response::new(Default::default()))
+        }
+        .expect_err("wrong token");
+        assert_eq!(e.code(), Code::FailedPrecondition, "call {i}: {e:?}");
+    }
+    f.garcon_side
+        .open_url(ct::OpenUrlRequest {
+            url: "https://example.invalid/real".into(),
+            token: "t-real".into(),
+        })
+        .await
+        .expect("the real container's OpenUrl still succeeds");
+}
+
 #[tokio::test]
 async fn open_url_refuses_parent_references_and_unknown_schemes() {
     let mut f = fixture().await;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use crostini_common::signals::{StopSignal, StopSignals};
+use crostini_common::transport::ListenOptions;
 use crostini_common::Address;
 
 use crate::events::Payload;
@@ -13,12 +14,18 @@ use crate::state_dir::StateDir;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where garcon reports (garcon's --host-address).
+    /// Where garcon reports (garcon's --host-address): vsock://CID:PORT or unix:///PATH;
+    /// tcp://HOST:PORT is for tests and development only (anyone who reaches the port may call).
     #[arg(long, default_value = DEFAULT_CONTAINER_LISTENER)]
     pub container_listen: Address,
-    /// Where tremplin reports (tremplin's --host-address).
+    /// Where tremplin reports (tremplin's --host-address); same forms, tcp for tests and
+    /// development only.
     #[arg(long, default_value = DEFAULT_TREMPLIN_LISTENER)]
     pub tremplin_listen: Address,
+    /// Mode of the unix socket files, in octal (default 0600: owner only). Widen it, e.g. 0666,
+    /// when garcon in an unprivileged container must connect through a bind mount.
+    #[arg(long, value_name = "MODE", value_parser = parse_socket_mode)]
+    pub socket_mode: Option<u32>,
     /// Do not serve ContainerListener.
     #[arg(long)]
     pub no_container_listener: bool,
@@ -31,6 +38,10 @@ pub struct ServeArgs {
     /// Name of the VM that unix and tcp peers belong to.
     #[arg(long, default_value = "termina")]
     pub vm_name: String,
+}
+
+fn parse_socket_mode(s: &str) -> Result<u32, String> {
+    crostini_common::transport::peers::parse_socket_mode(s)
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
@@ -47,6 +58,12 @@ pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result
         container_listener: (!args.no_container_listener).then(|| args.container_listen.clone()),
         tremplin_listener: (!args.no_tremplin_listener).then(|| args.tremplin_listen.clone()),
         vm_name: args.vm_name.clone(),
+        listen_options: ListenOptions {
+            socket_mode: args
+                .socket_mode
+                .unwrap_or(crostini_common::transport::peers::DEFAULT_SOCKET_MODE),
+            ..ListenOptions::any_vsock_peer()
+        },
     };
     let host = RunningHost::start(config)
         .await

@@ -23,7 +23,8 @@ pub struct TremplinArgs {
     #[arg(long, env = "CROSTINI_TREMPLIN_ADDRESS")]
     pub address: Address,
     /// Serve TremplinListener here (tremplin's --host-address) to follow progress and wait for
-    /// the final report of asynchronous operations.
+    /// the final report of asynchronous operations. A unix socket gets mode 0600; tcp is for
+    /// tests and development only.
     #[arg(long, env = "CROSTINI_TREMPLIN_LISTEN")]
     pub listen: Option<Address>,
     /// How long to wait for a final report, in seconds.
