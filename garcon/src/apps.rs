@@ -1,6 +1,14 @@
 //! The application list (garcon-host §4.2-§4.6): scan the application directories, parse,
 //! de-duplicate by desktop-file ID (before filtering), filter, look up `package_id`, and map to
 //! the proto `Application`.
+//!
+//! Hostile trees and files (issue 9 #1, #5): directories are scanned at most
+//! [`crate::watch::MAX_DEPTH`] levels below each application directory (the watcher's cap; a
+//! warning once per root and build when hit), and the list is held to the host's size limit by
+//! the caps of [`limits`]. The scan, the caps and the mapping run on blocking threads; only the
+//! package-id lookups run on the async executor.
+
+pub mod limits;
 
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
@@ -96,9 +104,9 @@ pub fn scan(application_dirs: &[PathBuf], filter: &FilterContext) -> ScanResult 
 }
 
 /// All regular files (after following symlinks) under `root` whose name ends in `.desktop`,
-/// recursively, including dot-files. A directory's files come before its subdirectories'
-/// (Chromium `FileEnumerator` order); each directory (by device and inode) is entered once,
-/// which guards against symlink loops.
+/// recursively down to [`crate::watch::MAX_DEPTH`] levels below `root`, including dot-files. A
+/// directory's files come before its subdirectories' (Chromium `FileEnumerator` order); each
+/// directory (by device and inode) is entered once, which guards against symlink loops.
 pub fn desktop_files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut visited: HashSet<(u64, u64)> = HashSet::new();
@@ -108,8 +116,9 @@ pub fn desktop_files_under(root: &Path) -> Vec<PathBuf> {
         }
         _ => return files,
     }
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
+    let mut pending = vec![(root.to_path_buf(), 0usize)];
+    let mut capped = false;
+    while let Some((dir, depth)) = pending.pop() {
         let reader = match std::fs::read_dir(&dir) {
             Ok(reader) => reader,
             Err(err) => {
@@ -136,13 +145,22 @@ pub fn desktop_files_under(root: &Path) -> Vec<PathBuf> {
                 continue;
             };
             if meta.is_dir() {
-                if visited.insert((meta.dev(), meta.ino())) {
-                    pending.push(path);
+                if depth >= crate::watch::MAX_DEPTH {
+                    capped = true;
+                } else if visited.insert((meta.dev(), meta.ino())) {
+                    pending.push((path, depth + 1));
                 }
             } else if meta.is_file() && has_desktop_extension(&path) {
                 files.push(path);
             }
         }
+    }
+    if capped {
+        tracing::warn!(
+            dir = %root.display(),
+            "directory tree deeper than {} levels: deeper directories are not scanned",
+            crate::watch::MAX_DEPTH
+        );
     }
     files
 }
@@ -309,14 +327,25 @@ impl std::fmt::Debug for PackageLookupConfig {
     }
 }
 
-/// Maps scanned entries to `Application`s with package ids, preserving scan order.
+/// Maps scanned entries to `Application`s with package ids, preserving scan order (no size
+/// caps: [`build_application_list`] applies those).
 pub async fn with_package_ids(
     apps: Vec<AppEntry>,
     config: &PackageLookupConfig,
 ) -> Vec<Application> {
-    let lookups: Vec<BoxFuture<'_, Application>> = apps
-        .into_iter()
-        .map(|app| Box::pin(lookup_one(app, config)) as BoxFuture<'_, Application>)
+    let ids = package_ids(&apps, config).await;
+    apps.into_iter()
+        .zip(ids)
+        .map(|(app, id)| into_application(app, id))
+        .collect()
+}
+
+/// The package id of each entry, in order (bounded parallel lookups).
+async fn package_ids(apps: &[AppEntry], config: &PackageLookupConfig) -> Vec<String> {
+    // Boxed first: a lazy `map` here trips the Send check of the spawned build.
+    let lookups: Vec<BoxFuture<'_, String>> = apps
+        .iter()
+        .map(|app| Box::pin(lookup_one(&app.path, config)) as BoxFuture<'_, String>)
         .collect();
     futures::stream::iter(lookups)
         .buffered(config.concurrency.max(1))
@@ -324,16 +353,15 @@ pub async fn with_package_ids(
         .await
 }
 
-async fn lookup_one(app: AppEntry, config: &PackageLookupConfig) -> Application {
-    let lookup = config.lookup.package_id(&app.path);
-    let package_id = match tokio::time::timeout(config.timeout, lookup).await {
+async fn lookup_one(path: &Path, config: &PackageLookupConfig) -> String {
+    let lookup = config.lookup.package_id(path);
+    match tokio::time::timeout(config.timeout, lookup).await {
         Ok(found) => found.unwrap_or_default(),
         Err(_) => {
-            tracing::warn!(path = %app.path.display(), "package id lookup timed out");
+            tracing::warn!(path = %path.display(), "package id lookup timed out");
             String::new()
         }
-    };
-    into_application(app, package_id)
+    }
 }
 
 /// A build that could not produce a list (the previous list should stay in effect).
@@ -344,15 +372,33 @@ pub enum BuildError {
     ScanTask(#[from] tokio::task::JoinError),
 }
 
-/// One full build: scan (on a blocking thread), then look up package ids.
+/// One full build: scan and cap the fields (on a blocking thread), look up package ids, then
+/// map and fit the list to the host's limit (on a blocking thread), see [`limits`].
 pub async fn build_application_list(
     application_dirs: Vec<PathBuf>,
     filter: FilterContext,
     packages: &PackageLookupConfig,
 ) -> Result<(Vec<Application>, BTreeSet<u64>), BuildError> {
-    let scanned = tokio::task::spawn_blocking(move || scan(&application_dirs, &filter)).await?;
-    let apps = with_package_ids(scanned.apps, packages).await;
-    Ok((apps, scanned.steam_app_ids))
+    let ScanResult {
+        apps,
+        steam_app_ids,
+    } = tokio::task::spawn_blocking(move || {
+        let mut scanned = scan(&application_dirs, &filter);
+        scanned.apps = limits::cap_entries(scanned.apps);
+        scanned
+    })
+    .await?;
+    let ids = package_ids(&apps, packages).await;
+    let apps = tokio::task::spawn_blocking(move || {
+        let mapped = apps
+            .into_iter()
+            .zip(ids)
+            .map(|(app, id)| (app.path.clone(), into_application(app, id)))
+            .collect();
+        limits::fit_list(mapped)
+    })
+    .await?;
+    Ok((apps, steam_app_ids))
 }
 
 #[cfg(test)]

@@ -520,3 +520,23 @@ async fn without_a_link_nothing_is_retried() {
     // No MIME cache in this tree; a failed list is not retried without a link.
     assert_eq!(calls.quiet(Duration::from_millis(800)).await, None);
 }
+
+/// issue 9 #5: desktop files that together push the list past the host's 4 MiB limit (five of
+/// ~0.9 MB each) no longer block publishing: the normal apps reach the host.
+#[tokio::test]
+async fn oversized_entries_do_not_block_the_list() {
+    let e = env();
+    write_app(&e.apps, "normal");
+    let names: String = (0..900)
+        .map(|i| format!("Name[l{i:03}]={}\n", "n".repeat(1024)))
+        .collect();
+    for i in 0..5 {
+        fs::write(
+            e.apps.join(format!("big{i}.desktop")),
+            format!("[Desktop Entry]\nType=Application\nName=big\nExec=big\n{names}"),
+        )
+        .unwrap();
+    }
+    let (_p, mut calls) = start(config(&e), false);
+    calls.expect(Call::Update(ids(&["normal"]))).await;
+}

@@ -419,3 +419,21 @@ async fn a_hanging_lookup_times_out_to_an_empty_package_id() {
     let got = with_package_ids(apps, &config).await;
     assert_eq!(got, vec![app("a", "N", "e", "e")]);
 }
+
+/// issue 9 #1: the scan follows the watcher's depth cap: an entry 5 levels down is listed, one
+/// 40 levels down is not.
+#[test]
+fn entries_below_the_depth_cap_are_not_listed() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("applications");
+    let level = |n: usize| (0..n).fold(root.clone(), |p, _| p.join("d"));
+    fs::create_dir_all(level(40)).unwrap();
+    for n in [5, crate::watch::MAX_DEPTH, crate::watch::MAX_DEPTH + 1, 40] {
+        fs::write(level(n).join(format!("at{n}.desktop")), "x").unwrap();
+    }
+    let names: Vec<String> = desktop_files_under(&root)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["at5.desktop", "at32.desktop"]);
+}
