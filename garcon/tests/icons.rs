@@ -599,3 +599,33 @@ async fn grpc_reply_carries_png_format_and_bytes() {
         assert_eq!(decode(&icon.icon).dimensions(), (48, 48));
     }
 }
+
+/// issue 9 #2, in-process: a FIFO `index.theme` (the theme falls back to its size-named
+/// directories) and a FIFO where an icon is expected cost no wait and no icon.
+#[test]
+fn fifo_index_theme_and_fifo_icon_are_refused_promptly() {
+    let tree = Tree::new();
+    let fifo = |rel: &str| {
+        let path = tree.share().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        path
+    };
+    fifo("icons/hicolor/index.theme");
+    tree.png("icons/hicolor/48x48/apps/app.png", 48, [5, 6, 7, 255]);
+    let absolute = fifo("elsewhere/fifo.png");
+    tree.app("app", "app");
+    tree.app("fifo", &absolute.display().to_string());
+    let service = tree.service(Duration::ZERO);
+    let started = std::time::Instant::now();
+    let icons = service.get_icons(&["fifo".to_owned(), "app".to_owned()], 48, 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let ids: Vec<&str> = icons.iter().map(|i| i.desktop_file_id.as_str()).collect();
+    assert_eq!(ids, ["app"]);
+    assert!(matches!(
+        service.icon_for_id("fifo", 48, 1),
+        Err(IconError::Render(
+            garcon::icons::render::RenderError::NotAFile { .. }
+        ))
+    ));
+}

@@ -21,20 +21,36 @@
 //! at most every [`IconConfig::revalidate_interval`], and any change (a new icon file, a new
 //! size directory, an edited `index.theme`) drops the lookup cache. A rendered PNG is reused
 //! only while its source file's stamp is unchanged.
+//!
+//! Robustness (issue 9): every file under an icon directory is container-controlled and read
+//! through [`crostini_common::untrusted_file`] (a FIFO `index.theme` is refused, not waited
+//! on). The cache mutex is never held across file I/O, directory scans or decoding: a scan or
+//! render runs unlocked and its result is inserted afterwards (two threads may occasionally
+//! both do the same work; the second result simply replaces the first). Decodes/renders run
+//! at most [`pool::RENDER_PERMITS`] at a time, each within a memory budget
+//! ([`render::MAX_DECODED_BYTES`]); SVG renders run in a child process under
+//! [`svg::SVG_BUDGET`]; a panic in a decoder is caught and the icon omitted.
 
 pub mod lookup;
+pub mod pool;
 pub mod render;
+pub mod sandbox;
+pub mod svg;
 pub mod theme;
 pub mod xpm;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::desktop::{find_file_for_desktop_id, DesktopEntry, DesktopEntryError, XdgDirs};
 use lookup::{IconIndex, SearchPaths, Stamp, DEFAULT_THEMES, EXTENSIONS};
+use pool::{RenderPool, RENDER_PERMITS, RENDER_QUEUE_WAIT};
 use render::{RenderError, MAX_ICON_FILE_SIZE};
+use sandbox::ChildBudget;
+use svg::SVG_BUDGET;
 
 /// Largest `icon_size * scale` rendered; larger requests yield no icons.
 pub const MAX_ICON_PIXELS: u32 = 1024;
@@ -58,6 +74,12 @@ pub struct IconConfig {
     pub max_response_bytes: usize,
     /// Cap on the rendered-PNG cache.
     pub render_cache_bytes: usize,
+    /// Decodes/renders allowed at once.
+    pub render_permits: usize,
+    /// Longest wait for a render permit before the icon is omitted.
+    pub render_queue_wait: Duration,
+    /// Budget of one SVG render (run in a child process).
+    pub svg_budget: ChildBudget,
 }
 
 impl Default for IconConfig {
@@ -69,6 +91,9 @@ impl Default for IconConfig {
             max_pixels: MAX_ICON_PIXELS,
             max_response_bytes: MAX_RESPONSE_BYTES,
             render_cache_bytes: RENDER_CACHE_BYTES,
+            render_permits: RENDER_PERMITS,
+            render_queue_wait: RENDER_QUEUE_WAIT,
+            svg_budget: SVG_BUDGET,
         }
     }
 }
@@ -140,6 +165,8 @@ type RenderKey = (PathBuf, u32);
 struct CacheState {
     index: Option<Arc<IconIndex>>,
     checked_at: Option<Instant>,
+    /// A thread is rescanning (unlocked); others keep using the previous snapshot meanwhile.
+    scanning: bool,
     lookups: HashMap<(String, u32, u32), Option<PathBuf>>,
     rendered: HashMap<RenderKey, (Option<Stamp>, Arc<Vec<u8>>)>,
     rendered_bytes: usize,
@@ -153,6 +180,7 @@ pub struct IconService {
     paths: SearchPaths,
     config: IconConfig,
     state: Mutex<CacheState>,
+    pool: RenderPool,
 }
 
 impl Default for IconService {
@@ -177,6 +205,7 @@ impl IconService {
         Self {
             xdg,
             paths,
+            pool: RenderPool::new(config.render_permits),
             config,
             state: Mutex::new(CacheState::default()),
         }
@@ -270,25 +299,31 @@ impl IconService {
     }
 
     /// The PNG for `path` at `pixels` square, from the cache while the file is unchanged.
+    /// A miss waits for a render permit, looks at the cache again (a concurrent call may have
+    /// rendered the same file meanwhile), then reads and renders without holding the lock.
     pub fn render(&self, path: &Path, pixels: u32) -> Result<Arc<Vec<u8>>, RenderError> {
         let key = (path.to_path_buf(), pixels);
         let stamp = Stamp::of(path);
-        {
-            let mut state = self.lock();
-            if let Some((cached_stamp, png)) = state.rendered.get(&key) {
-                if stamp.is_some() && *cached_stamp == stamp {
-                    let png = png.clone();
-                    state.stats.render_hits += 1;
-                    return Ok(png);
-                }
-            }
-            state.stats.render_misses += 1;
+        if let Some(png) = self.cached_render(&key, stamp, false) {
+            return Ok(png);
         }
-        let png = Arc::new(render::render_icon_file(
-            path,
-            pixels,
-            self.config.max_file_size,
-        )?);
+        let _permit = self
+            .pool
+            .acquire(self.config.render_queue_wait)
+            .ok_or(RenderError::Busy(self.config.render_queue_wait))?;
+        if let Some(png) = self.cached_render(&key, stamp, true) {
+            return Ok(png);
+        }
+        let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            render::render_icon_file_with(
+                path,
+                pixels,
+                self.config.max_file_size,
+                &self.config.svg_budget,
+            )
+        }))
+        .unwrap_or_else(|_| Err(RenderError::Panicked { path: path.into() }));
+        let png = Arc::new(rendered?);
         let mut state = self.lock();
         if png.len() <= self.config.render_cache_bytes {
             if state.rendered_bytes + png.len() > self.config.render_cache_bytes {
@@ -301,6 +336,34 @@ impl IconService {
             }
         }
         Ok(png)
+    }
+
+    /// The cached PNG for `key` if its stamp is `stamp`; counts a hit, or a miss unless
+    /// `recheck` (the second look after waiting for a permit is not a new miss).
+    fn cached_render(
+        &self,
+        key: &RenderKey,
+        stamp: Option<Stamp>,
+        recheck: bool,
+    ) -> Option<Arc<Vec<u8>>> {
+        let mut state = self.lock();
+        match state.rendered.get(key) {
+            Some((cached_stamp, png)) if stamp.is_some() && *cached_stamp == stamp => {
+                let png = png.clone();
+                state.stats.render_hits += 1;
+                if recheck {
+                    // The first look counted a miss that turned out to be a wait.
+                    state.stats.render_misses -= 1;
+                }
+                Some(png)
+            }
+            _ => {
+                if !recheck {
+                    state.stats.render_misses += 1;
+                }
+                None
+            }
+        }
     }
 
     /// Drops every cache (the next call rescans).
@@ -331,34 +394,68 @@ impl IconService {
     }
 
     /// The directory snapshot, rescanned when stale (checked at most once per interval).
+    /// The staleness check (one `stat` per tracked directory) and the scan run without the
+    /// lock; while one thread rescans, others keep using the previous snapshot, and only a
+    /// thread with no snapshot at all scans concurrently.
     fn current_index(&self) -> Arc<IconIndex> {
-        let mut state = self.lock();
-        let now = Instant::now();
-        let due = state
-            .checked_at
-            .is_none_or(|at| now.duration_since(at) >= self.config.revalidate_interval);
-        let rescan = match &state.index {
-            None => true,
-            Some(index) => due && index.is_stale(),
-        };
-        if due {
-            state.checked_at = Some(now);
-        }
-        match &state.index {
-            Some(index) if !rescan => index.clone(),
-            _ => {
-                // Scanning under the lock keeps concurrent callers from scanning twice.
-                let index = Arc::new(IconIndex::scan(&self.paths));
-                state.stats.scans += 1;
-                state.lookups.clear();
-                state.index = Some(index.clone());
-                index
+        let (previous, due) = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let due = !state.scanning
+                && state
+                    .checked_at
+                    .is_none_or(|at| now.duration_since(at) >= self.config.revalidate_interval);
+            if due {
+                state.checked_at = Some(now);
             }
+            (state.index.clone(), due)
+        };
+        if let Some(index) = &previous {
+            if !due || !index.is_stale() {
+                return index.clone();
+            }
+        }
+        let index = {
+            // Marks the rescan so concurrent callers keep the previous snapshot; the guard
+            // clears the mark even if the scan panics.
+            let _scanning = previous.is_some().then(|| ScanMark::set(self));
+            Arc::new(IconIndex::scan(&self.paths))
+        };
+        let mut state = self.lock();
+        state.stats.scans += 1;
+        let unchanged = match (&state.index, &previous) {
+            (Some(now), Some(before)) => Arc::ptr_eq(now, before),
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            state.lookups.clear();
+            state.index = Some(index.clone());
+            index
+        } else {
+            // Another thread installed a snapshot at least as recent meanwhile; use that one.
+            state.index.clone().unwrap_or(index)
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, CacheState> {
         // The state is a cache: after a panic elsewhere it is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Clears [`CacheState::scanning`] when dropped.
+struct ScanMark<'a>(&'a IconService);
+
+impl<'a> ScanMark<'a> {
+    fn set(service: &'a IconService) -> Self {
+        service.lock().scanning = true;
+        Self(service)
+    }
+}
+
+impl Drop for ScanMark<'_> {
+    fn drop(&mut self) {
+        self.0.lock().scanning = false;
     }
 }

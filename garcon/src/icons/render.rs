@@ -2,28 +2,38 @@
 //!
 //! PNG (and the other raster formats the `image` build knows) and XPM are decoded with size
 //! limits, scaled to fit the square preserving the aspect ratio (premultiplied alpha, Lanczos3)
-//! and centered; SVG is rendered at the target size with resvg. A PNG that already has the
+//! and centered; SVG is rendered at the target size with resvg ([`super::svg`]; in a budgeted
+//! child process on the daemon's path, [`render_icon_file`]). A PNG that already has the
 //! target size is returned byte for byte (after a full decode to prove it is valid), so the
 //! common case never re-encodes.
+//!
+//! Memory budget of one raster decode: the decoded RGBA image, at most [`MAX_DECODED_BYTES`]
+//! (checked from the header before anything is allocated), plus the small scaling buffers
+//! (premultiplication happens on the fly while sampling, not in a second full-size copy).
+//! Callers bound how many decodes run at once ([`super::pool`]).
 
-use std::io::{Cursor, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use crostini_common::untrusted_file::{read_capped, UntrustedReadError};
 use image::codecs::png::PngEncoder;
 use image::imageops::FilterType;
-use image::{ImageBuffer, ImageEncoder, ImageFormat, ImageReader, Limits, Rgba, RgbaImage};
-use resvg::{tiny_skia, usvg};
+use image::{GenericImageView, ImageEncoder, ImageFormat, ImageReader, Limits, Rgba, RgbaImage};
 
+use super::sandbox::ChildBudget;
+use super::svg::{render_svg, render_svg_isolated, SVG_BUDGET};
 use super::xpm::decode_xpm;
 
-/// Largest icon file read (garcon-service §7: 1 MiB).
+/// Largest icon file read (garcon-service §7: 1 MiB; a 1024 px PNG icon is ~100-500 KB).
 pub const MAX_ICON_FILE_SIZE: u64 = 1024 * 1024;
 /// Largest raster source width/height decoded (also for images embedded in SVG).
 pub const MAX_SOURCE_DIMENSION: u32 = 2048;
-/// Most memory a raster decoder may allocate.
-pub const MAX_DECODE_ALLOC: u64 = 64 * 1024 * 1024;
+/// Largest decoded image (`width x height x 4` bytes of RGBA): 16 MiB, a 2048x2048 source.
+/// Sources whose header announces more are refused before decoding.
+pub const MAX_DECODED_BYTES: u64 = 16 * 1024 * 1024;
+/// Most memory a raster decoder may allocate: a 16-bit-per-channel source of the largest
+/// size is decoded at 8 bytes per pixel before conversion, so twice [`MAX_DECODED_BYTES`].
+pub const MAX_DECODE_ALLOC: u64 = 2 * MAX_DECODED_BYTES;
 
 /// What kind of source an icon file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +105,15 @@ pub enum RenderError {
         /// The decoder's message.
         message: String,
     },
+    /// Every render permit stayed taken for this long (see [`super::pool`]).
+    #[error("no render slot became free within {0:?}")]
+    Busy(std::time::Duration),
+    /// The decoder panicked (caught; the daemon goes on).
+    #[error("decoding icon {path} panicked")]
+    Panicked {
+        /// The file.
+        path: PathBuf,
+    },
     /// PNG encoding failed.
     #[error("encoding {target}px PNG for {path}: {message}")]
     Encode {
@@ -107,47 +126,52 @@ pub enum RenderError {
     },
 }
 
-/// Reads a regular file of at most `max_size` bytes (following symlinks).
+/// Reads a regular file of at most `max_size` bytes (following symlinks) through
+/// [`crostini_common::untrusted_file`]: a FIFO, device or directory is refused without blocking.
 pub fn read_icon_file(path: &Path, max_size: u64) -> Result<Vec<u8>, RenderError> {
-    let read_err = |source| RenderError::Read {
-        path: path.into(),
-        source,
-    };
-    // O_NONBLOCK: opening a FIFO named like an icon must not block; regular files ignore it.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(RenderError::NotAFile { path: path.into() });
-    }
-    let too_large = || RenderError::TooLarge {
-        path: path.into(),
-        limit: max_size,
-    };
-    if meta.len() > max_size {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max_size + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > max_size {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    read_capped(path, max_size).map_err(|err| match err {
+        UntrustedReadError::NotRegular { .. } => RenderError::NotAFile { path: path.into() },
+        UntrustedReadError::TooLarge { .. } => RenderError::TooLarge {
+            path: path.into(),
+            limit: max_size,
+        },
+        other => RenderError::Read {
+            path: path.into(),
+            source: other.into(),
+        },
+    })
 }
 
-/// Reads `path` (at most `max_size` bytes) and renders it as a `target`x`target` PNG.
+/// Reads `path` (at most `max_size` bytes) and renders it as a `target`x`target` PNG, SVG in a
+/// child process under [`SVG_BUDGET`].
 pub fn render_icon_file(path: &Path, target: u32, max_size: u64) -> Result<Vec<u8>, RenderError> {
-    let bytes = read_icon_file(path, max_size)?;
-    render_icon_bytes(path, &bytes, target)
+    render_icon_file_with(path, target, max_size, &SVG_BUDGET)
 }
 
-/// Renders icon bytes (`path` is used for the kind and for messages) as a PNG.
+/// [`render_icon_file`] with an explicit SVG budget.
+pub fn render_icon_file_with(
+    path: &Path,
+    target: u32,
+    max_size: u64,
+    svg_budget: &ChildBudget,
+) -> Result<Vec<u8>, RenderError> {
+    let bytes = read_icon_file(path, max_size)?;
+    render_bytes(path, &bytes, target, Some(svg_budget))
+}
+
+/// Renders icon bytes (`path` is used for the kind and for messages) as a PNG, all in this
+/// process (SVG complexity-checked but not time-bounded; for fuzzing and tests).
 pub fn render_icon_bytes(path: &Path, bytes: &[u8], target: u32) -> Result<Vec<u8>, RenderError> {
+    render_bytes(path, bytes, target, None)
+}
+
+/// `svg_budget`: render SVG in a child under that budget, or in-process when `None`.
+fn render_bytes(
+    path: &Path,
+    bytes: &[u8],
+    target: u32,
+    svg_budget: Option<&ChildBudget>,
+) -> Result<Vec<u8>, RenderError> {
     if target == 0 {
         return Err(RenderError::BadTarget(target));
     }
@@ -158,7 +182,10 @@ pub fn render_icon_bytes(path: &Path, bytes: &[u8], target: u32) -> Result<Vec<u
         message,
     };
     let image = match kind {
-        SourceKind::Svg => render_svg(bytes, target).map_err(decode_err)?,
+        SourceKind::Svg => match svg_budget {
+            Some(budget) => return render_svg_isolated(bytes, target, budget).map_err(decode_err),
+            None => render_svg(bytes, target).map_err(decode_err)?,
+        },
         SourceKind::Xpm => {
             let image = decode_xpm(bytes).map_err(|e| decode_err(e.to_string()))?;
             fit_to_square(&image, target)
@@ -186,10 +213,22 @@ fn raster_limits() -> Limits {
     limits
 }
 
-fn decode_raster(bytes: &[u8]) -> Result<(RgbaImage, ImageFormat), String> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+/// Decodes a raster image (PNG, JPEG, GIF, BMP, ICO) within [`MAX_SOURCE_DIMENSION`],
+/// [`MAX_DECODED_BYTES`] and [`MAX_DECODE_ALLOC`]; the size is checked from the header first.
+pub fn decode_raster(bytes: &[u8]) -> Result<(RgbaImage, ImageFormat), String> {
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+    let decoded = u64::from(w) * u64::from(h) * 4;
+    if decoded > MAX_DECODED_BYTES {
+        return Err(format!(
+            "{w}x{h} decodes to {decoded} bytes, over the {MAX_DECODED_BYTES}-byte budget"
+        ));
+    }
+    let mut reader = reader()?;
     let format = reader
         .format()
         .ok_or_else(|| "unrecognized image format".to_owned())?;
@@ -227,20 +266,11 @@ pub fn fit_to_square(image: &RgbaImage, target: u32) -> RgbaImage {
 }
 
 /// Resizes with premultiplied alpha in 16-bit (both color and alpha scaled by 255) so that
-/// transparent pixels do not bleed dark fringes into the result.
+/// transparent pixels do not bleed dark fringes into the result. The premultiplied source is a
+/// view computed while sampling, so no second full-size buffer is allocated.
 fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage {
-    let premultiplied: ImageBuffer<Rgba<u16>, Vec<u16>> =
-        ImageBuffer::from_fn(image.width(), image.height(), |x, y| {
-            let [r, g, b, a] = image.get_pixel(x, y).0;
-            let a16 = u16::from(a);
-            Rgba([
-                u16::from(r) * a16,
-                u16::from(g) * a16,
-                u16::from(b) * a16,
-                a16 * 255,
-            ])
-        });
-    let resized = image::imageops::resize(&premultiplied, width, height, FilterType::Lanczos3);
+    let resized =
+        image::imageops::resize(&Premultiplied(image), width, height, FilterType::Lanczos3);
     RgbaImage::from_fn(width, height, |x, y| {
         let [r, g, b, a] = resized.get_pixel(x, y).0;
         if a == 0 {
@@ -253,63 +283,30 @@ fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage
     })
 }
 
-/// usvg options that never touch the filesystem and bound embedded raster images.
-fn svg_options() -> usvg::Options<'static> {
-    let default_data = usvg::ImageHrefResolver::default_data_resolver();
-    usvg::Options {
-        image_href_resolver: usvg::ImageHrefResolver {
-            resolve_data: Box::new(move |mime, data: Arc<Vec<u8>>, options| {
-                let kind = default_data(mime, data, options)?;
-                match &kind {
-                    usvg::ImageKind::SVG(_) => Some(kind),
-                    usvg::ImageKind::PNG(d)
-                    | usvg::ImageKind::JPEG(d)
-                    | usvg::ImageKind::GIF(d)
-                    | usvg::ImageKind::WEBP(d) => embedded_raster_ok(d).then_some(kind),
-                }
-            }),
-            // External references (files, URLs) are never followed.
-            resolve_string: Box::new(|_, _| None),
-        },
-        ..usvg::Options::default()
+/// An RGBA8 image seen as premultiplied RGBA16 (`c * a`, `a * 255`).
+struct Premultiplied<'a>(&'a RgbaImage);
+
+impl GenericImageView for Premultiplied<'_> {
+    type Pixel = Rgba<u16>;
+
+    fn dimensions(&self) -> (u32, u32) {
+        self.0.dimensions()
+    }
+
+    fn get_pixel(&self, x: u32, y: u32) -> Rgba<u16> {
+        let [r, g, b, a] = self.0.get_pixel(x, y).0;
+        let a16 = u16::from(a);
+        Rgba([
+            u16::from(r) * a16,
+            u16::from(g) * a16,
+            u16::from(b) * a16,
+            a16 * 255,
+        ])
     }
 }
 
-/// True when an embedded raster image's header announces an acceptable size.
-fn embedded_raster_ok(data: &[u8]) -> bool {
-    let dims = ImageReader::new(Cursor::new(data))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok());
-    matches!(dims, Some((w, h)) if w <= MAX_SOURCE_DIMENSION && h <= MAX_SOURCE_DIMENSION)
-}
-
-fn render_svg(bytes: &[u8], target: u32) -> Result<RgbaImage, String> {
-    let tree = usvg::Tree::from_data(bytes, &svg_options()).map_err(|e| e.to_string())?;
-    let size = tree.size();
-    let (w, h) = (size.width(), size.height());
-    let side = target as f32;
-    let scale = side / w.max(h);
-    let transform = tiny_skia::Transform::from_row(
-        scale,
-        0.0,
-        0.0,
-        scale,
-        (side - w * scale) / 2.0,
-        (side - h * scale) / 2.0,
-    );
-    let mut pixmap = tiny_skia::Pixmap::new(target, target)
-        .ok_or_else(|| format!("cannot allocate a {target}x{target} canvas"))?;
-    resvg::render(&tree, transform, &mut pixmap.as_mut());
-    let mut image = RgbaImage::new(target, target);
-    for (out, px) in image.pixels_mut().zip(pixmap.pixels()) {
-        let c = px.demultiply();
-        *out = Rgba([c.red(), c.green(), c.blue(), c.alpha()]);
-    }
-    Ok(image)
-}
-
-fn encode_png(image: &RgbaImage) -> Result<Vec<u8>, String> {
+/// Encodes RGBA pixels as a PNG.
+pub fn encode_png(image: &RgbaImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(

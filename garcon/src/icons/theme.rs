@@ -7,13 +7,14 @@
 //! index; sections of every Context are kept; directory names that are absolute or contain a
 //! `..` component are dropped.
 
-use std::io::Read;
 use std::path::Path;
 
-use crate::desktop::MAX_DESKTOP_FILE_SIZE;
+use crostini_common::untrusted_file::{read_capped, UntrustedReadError};
 
-/// Largest `index.theme` read (10 MiB, the same limit as desktop files).
-pub const MAX_INDEX_THEME_SIZE: u64 = MAX_DESKTOP_FILE_SIZE;
+/// Largest `index.theme` read: 1 MiB. The largest themes in the wild (Papirus, Breeze: a few
+/// hundred directory sections) have indexes of 30 to 100 KB, so 1 MiB is ten times that, while
+/// bounding the parse (linear) and the section list a hostile index can make us keep.
+pub const MAX_INDEX_THEME_SIZE: u64 = 1024 * 1024;
 
 /// Directory sizes, scales and thresholds outside `1..=MAX_DIRECTORY_VALUE` drop the section.
 pub const MAX_DIRECTORY_VALUE: i64 = 4095;
@@ -132,20 +133,10 @@ pub struct IndexTheme {
 /// Why an `index.theme` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexThemeError {
-    /// Open/read failed.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Larger than [`MAX_INDEX_THEME_SIZE`].
-    #[error("{path} is larger than {MAX_INDEX_THEME_SIZE} bytes")]
-    TooLarge {
-        /// The file.
-        path: std::path::PathBuf,
-    },
+    /// Missing, not a regular file (a FIFO, a directory...), larger than
+    /// [`MAX_INDEX_THEME_SIZE`] or unreadable.
+    #[error(transparent)]
+    Read(#[from] UntrustedReadError),
     /// No `[Icon Theme]` group.
     #[error("{path} has no [Icon Theme] group")]
     NoIconThemeGroup {
@@ -155,20 +146,11 @@ pub enum IndexThemeError {
 }
 
 impl IndexTheme {
-    /// Reads and parses `path` (10 MiB limit, lossy UTF-8).
+    /// Reads and parses `path` ([`MAX_INDEX_THEME_SIZE`] limit, lossy UTF-8). The path is
+    /// container-controlled: it is read through [`crostini_common::untrusted_file`], so a FIFO
+    /// or a device is refused at once instead of blocking the open.
     pub fn from_file(path: &Path) -> Result<Self, IndexThemeError> {
-        let read_err = |source| IndexThemeError::Read {
-            path: path.into(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_INDEX_THEME_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read_err)?;
-        if bytes.len() as u64 > MAX_INDEX_THEME_SIZE {
-            return Err(IndexThemeError::TooLarge { path: path.into() });
-        }
+        let bytes = read_capped(path, MAX_INDEX_THEME_SIZE)?;
         Self::parse(&bytes).ok_or_else(|| IndexThemeError::NoIconThemeGroup { path: path.into() })
     }
 
@@ -485,6 +467,35 @@ mod tests {
         assert_eq!(leading_int("junk"), 0);
         assert_eq!(leading_int("-3"), -3);
         assert_eq!(leading_int("99999999999999999999999"), i64::MAX);
+    }
+
+    #[test]
+    fn fifo_and_oversized_index_are_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("index.theme");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        let err = IndexTheme::from_file(&fifo).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            matches!(
+                err,
+                IndexThemeError::Read(UntrustedReadError::NotRegular { .. })
+            ),
+            "{err}"
+        );
+        let big = t.path().join("big.theme");
+        let mut text = b"[Icon Theme]\n".to_vec();
+        text.resize(MAX_INDEX_THEME_SIZE as usize + 1, b'#');
+        std::fs::write(&big, text).unwrap();
+        let err = IndexTheme::from_file(&big).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IndexThemeError::Read(UntrustedReadError::TooLarge { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]

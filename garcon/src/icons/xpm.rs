@@ -95,6 +95,18 @@ pub fn decode_xpm(data: &[u8]) -> Result<RgbaImage, XpmError> {
         colors as usize,
         cpp as usize,
     );
+    // Memory budget, checked before the pixel buffer is allocated: the decoded image must fit
+    // the raster budget, and the data must be long enough to hold every pixel row, so a
+    // 40-byte header announcing 4096x4096 pixels costs nothing.
+    let pixels = (width as u64) * (height as u64);
+    if pixels * 4 > super::render::MAX_DECODED_BYTES || pixels * cpp as u64 > data.len() as u64 {
+        return Err(XpmError::OutOfRange {
+            width: width as u64,
+            height: height as u64,
+            colors: colors as u64,
+            cpp: cpp as u64,
+        });
+    }
     let expected = 1 + colors + height;
     let mut found = 1;
 
@@ -407,6 +419,19 @@ static char * sample_xpm[] = {
         for (data, why) in cases {
             assert!(decode_xpm(data.as_bytes()).is_err(), "{why}");
         }
+    }
+
+    #[test]
+    fn announced_pixels_are_checked_against_the_data_before_allocating() {
+        // 4096x4096 (64 MiB of RGBA) from a 30-byte file: refused from the header alone.
+        let bomb = b"\"4096 4096 1 1\",\"a c red\",\"a\"";
+        assert!(matches!(
+            decode_xpm(bomb),
+            Err(XpmError::OutOfRange { width: 4096, .. })
+        ));
+        // 2048x2048 is within the memory budget but needs 4 MiB of rows.
+        let short = b"\"2048 2048 1 1\",\"a c red\",\"a\"";
+        assert!(decode_xpm(short).is_err());
     }
 
     #[test]

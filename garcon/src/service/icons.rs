@@ -1,5 +1,7 @@
 //! GetIcon rpc translation (garcon-service §5.2): request -> [`IconService::get_icons`] ->
-//! reply. Always gRPC OK; IDs without an icon are simply absent.
+//! reply. Always gRPC OK; IDs without an icon are simply absent. The work runs on a blocking
+//! thread; [`IconService`] bounds the decodes/renders among those threads (render pool) and
+//! never holds its cache lock across I/O, so a hostile icon cannot stall other calls.
 
 use std::sync::Arc;
 
