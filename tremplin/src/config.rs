@@ -13,6 +13,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
+use crostini_common::transport::peers::{parse_cid, parse_socket_mode, DEFAULT_SOCKET_MODE};
+use crostini_common::transport::{ListenOptions, VsockPeers};
 use crostini_common::Address;
 
 /// Default gRPC address of the Tremplin service (`kTremplinPort` on any CID).
@@ -28,11 +30,31 @@ pub const DEFAULT_CRASH_ADDRESS: &str = "vsock://2:7779";
     about = "Crostini VM agent: starts LXD and manages containers for the host (cicerone)"
 )]
 pub struct Flags {
-    /// Address the Tremplin gRPC service listens on.
+    /// Address the Tremplin gRPC service listens on: vsock://CID:PORT or unix:///PATH;
+    /// tcp://HOST:PORT is for tests and development only (no peer check: anyone who reaches
+    /// the port may call).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: Address,
 
-    /// Address of the host's TremplinListener service.
+    /// Also accept vsock connections from this CID (the host, CID 2, always is); repeatable,
+    /// or several separated by commas.
+    #[arg(
+        long = "allow-vsock-cid",
+        value_name = "CID",
+        value_delimiter = ',',
+        value_parser = parse_cid
+    )]
+    pub allow_vsock_cid: Vec<u32>,
+
+    /// Accept vsock connections from every CID, not only the host's.
+    #[arg(long = "vsock-any-peer")]
+    pub vsock_any_peer: bool,
+
+    /// Mode of a unix --listen socket file, in octal (default 0600: owner only).
+    #[arg(long = "socket-mode", value_name = "MODE", value_parser = parse_socket_mode)]
+    pub socket_mode: Option<u32>,
+
+    /// Address of the host's TremplinListener service (tcp for tests and development only).
     #[arg(long = "host-address", default_value = DEFAULT_HOST_ADDRESS)]
     pub host_address: Address,
 
@@ -200,6 +222,8 @@ pub struct Paths {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Address,
+    /// Who may connect to `listen` (`--allow-vsock-cid`, `--vsock-any-peer`, `--socket-mode`).
+    pub listen_options: ListenOptions,
     pub host_address: Address,
     pub crash_address: Option<Address>,
     pub lxd_socket: PathBuf,
@@ -317,8 +341,19 @@ impl Config {
         let storage_source = flags
             .storage_source
             .unwrap_or_else(|| lxd_dir.join("storage-pools/default"));
+        let vsock_peers = if flags.vsock_any_peer {
+            VsockPeers::Any
+        } else {
+            VsockPeers::host_and(flags.allow_vsock_cid)
+        };
+        let listen_options = ListenOptions {
+            vsock_peers,
+            socket_mode: flags.socket_mode.unwrap_or(DEFAULT_SOCKET_MODE),
+            ..ListenOptions::default()
+        };
         Ok(Config {
             listen: flags.listen,
+            listen_options,
             host_address: flags.host_address,
             crash_address,
             lxd_socket,
@@ -461,6 +496,33 @@ mod tests {
             .expect("none")
             .crash_address
             .is_none());
+    }
+
+    #[test]
+    fn peer_flags_default_to_the_host_and_0600_and_widen() {
+        let c = parse(&["-lxd_subnet", "x/1"]).expect("parses");
+        assert_eq!(c.listen_options, ListenOptions::default());
+        let c = parse(&[
+            "-lxd_subnet",
+            "x/1",
+            "--allow-vsock-cid",
+            "3",
+            "-allow-vsock-cid=4,5",
+            "--socket-mode",
+            "0660",
+        ])
+        .expect("parses");
+        assert_eq!(
+            c.listen_options.vsock_peers,
+            VsockPeers::host_and([3, 4, 5])
+        );
+        assert_eq!(c.listen_options.socket_mode, 0o660);
+        let c = parse(&["-lxd_subnet", "x/1", "--vsock-any-peer"]).expect("parses");
+        assert_eq!(c.listen_options.vsock_peers, VsockPeers::Any);
+        assert!(parse(&["-lxd_subnet", "x/1", "--socket-mode", "0999"]).is_err());
+        assert!(parse(&["-lxd_subnet", "x/1", "--allow-vsock-cid", "x"]).is_err());
+        let help = Flags::command().render_long_help().to_string();
+        assert!(help.contains("tests and development only"), "{help}");
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl RunningTremplin {
         };
         let listener = HostListener::new(&config.host_address, config.crash_address.as_ref())
             .map_err(StartupError::ListenerClient)?;
-        let bound = Listener::bind(&config.listen)
+        let bound = Listener::bind_with(&config.listen, config.listen_options.clone())
             .await
             .map_err(StartupError::Bind)?;
         let local = bound.local_address().clone();
@@ -79,7 +79,7 @@ impl RunningTremplin {
         let (tx, rx) = oneshot::channel::<()>();
         let service = TremplinService::new(daemon.clone()).into_server();
         let serve = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            crostini_common::transport::server_builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(bound.into_incoming(), async {
                     let _ = rx.await;
