@@ -28,7 +28,9 @@ pub trait CommandRunner: Send + Sync {
     fn stdout(&self, argv: Vec<String>) -> BoxFuture<'_, String>;
 }
 
-/// Runs real programs with [`COMMAND_TIMEOUT`].
+/// Runs real programs with [`COMMAND_TIMEOUT`], keeping at most [`MAX_DEBUG_TEXT`] bytes of
+/// stdout: a day of journal spammed by a program in the container must not bloat garcon (the
+/// rest would be cut anyway). A program still writing past the cap is killed.
 pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
@@ -37,14 +39,8 @@ impl CommandRunner for SystemRunner {
             let Some((program, args)) = argv.split_first() else {
                 return String::new();
             };
-            let mut command = tokio::process::Command::new(program);
-            command
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true);
-            match tokio::time::timeout(COMMAND_TIMEOUT, command.output()).await {
-                Ok(Ok(output)) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            match tokio::time::timeout(COMMAND_TIMEOUT, capped_stdout(program, args)).await {
+                Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
                 Ok(Err(error)) => {
                     tracing::info!(program, "debug information command failed: {error}");
                     String::new()
@@ -56,6 +52,32 @@ impl CommandRunner for SystemRunner {
             }
         })
     }
+}
+
+/// The first [`MAX_DEBUG_TEXT`] bytes of `program`'s stdout; the child is killed when dropped.
+async fn capped_stdout(program: &str, args: &[String]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("stdout was not captured"))?;
+    let mut bytes = Vec::new();
+    stdout
+        .take(MAX_DEBUG_TEXT as u64)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() < MAX_DEBUG_TEXT {
+        // Reap it (EOF came first, so it is exiting); at the cap, dropping `child` kills it.
+        child.wait().await?;
+    }
+    Ok(bytes)
 }
 
 fn argv(parts: &[&str]) -> Vec<String> {
@@ -210,6 +232,21 @@ mod tests {
             argv[0] = format!("/nonexistent/{}", argv[0]);
             Box::pin(async move { SystemRunner.stdout(argv).await })
         }
+    }
+
+    #[tokio::test]
+    async fn endless_command_output_is_cut_at_the_cap_without_waiting_for_the_timeout() {
+        let started = std::time::Instant::now();
+        let out = SystemRunner.stdout(argv(&["yes"])).await;
+        assert_eq!(out.len(), MAX_DEBUG_TEXT);
+        assert!(out.starts_with("y\ny\n"));
+        assert!(
+            started.elapsed() < COMMAND_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        let out = SystemRunner.stdout(argv(&["echo", "short"])).await;
+        assert_eq!(out, "short\n");
     }
 
     #[tokio::test]
