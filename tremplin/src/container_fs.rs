@@ -7,11 +7,16 @@
 //! rootfs is owned by 0 and ids are used as-is. The base is taken from the rootfs owner
 //! rather than hard-coded, so both layouts work.
 
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crostini_common::untrusted_file::{self, UntrustedReadError};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+mod in_root;
 
 /// Largest container file [`ContainerFs::read`] accepts (passwd, group, shadow, os-release,
 /// skel files): they are container-controlled, so a 5 GB "passwd" must not bloat tremplin.
@@ -192,7 +197,12 @@ impl ContainerFs {
     ) -> Result<(Vec<u8>, std::fs::Metadata), FsError> {
         let host = self.host_path(path)?;
         let untrusted = |e: UntrustedReadError| self.err("read", path, e.into());
-        let file = match self.open_in_root(path) {
+        let file = match in_root::open(
+            &self.rootfs,
+            path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
             Ok(file) => file,
             Err(nix::errno::Errno::ENOSYS) => {
                 let (file, _) =
@@ -207,27 +217,16 @@ impl ContainerFs {
         Ok((content, meta))
     }
 
-    /// `openat2(rootfs, path, O_RDONLY | O_NONBLOCK, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
-    fn open_in_root(&self, path: &str) -> Result<std::fs::File, nix::errno::Errno> {
-        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-        let root = nix::fcntl::open(
-            &self.rootfs,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        let rel = path.trim_start_matches('/');
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let fd = openat2(&root, if rel.is_empty() { "." } else { rel }, how)?;
-        Ok(std::fs::File::from(fd))
-    }
-
     pub fn exists(&self, path: &str) -> bool {
         self.host_path(path).map(|p| p.exists()).unwrap_or(false)
     }
 
-    /// Writes (overwrites) a file, then chowns (container ids) and chmods it.
+    /// Writes (overwrites) a regular file, then chowns (container ids) and chmods it.
+    ///
+    /// Writes, creations and removals resolve the path inside the rootfs like reads do
+    /// (`in_root`), and ownership and mode are set on the opened descriptor, so no container
+    /// symlink can make tremplin write, chown or delete a host file. A FIFO or device at
+    /// `path` is refused without blocking.
     pub fn write(
         &self,
         path: &str,
@@ -236,39 +235,78 @@ impl ContainerFs {
         uid: u32,
         gid: u32,
     ) -> Result<(), FsError> {
-        let host = self.host_path(path)?;
-        std::fs::write(&host, content).map_err(|e| self.err("write", path, e))?;
-        self.chown_chmod(path, &host, mode, uid, gid)
+        let file = self.open_for_writing(path, OFlag::O_TRUNC)?;
+        (&file)
+            .write_all(content)
+            .map_err(|e| self.err("write", path, e))?;
+        self.fchown_fchmod(path, &file, mode, uid, gid)
     }
 
     /// Creates a directory and its parents; sets owner and mode of the last component.
     pub fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<(), FsError> {
         let host = self.host_path(path)?;
-        std::fs::create_dir_all(&host).map_err(|e| self.err("mkdir", path, e))?;
-        self.chown_chmod(path, &host, mode, uid, gid)
+        let dir = match in_root::mkdir_all(&self.rootfs, path) {
+            Ok(dir) => dir,
+            Err(Errno::ENOSYS) => std::fs::create_dir_all(&host)
+                .and_then(|()| std::fs::File::open(&host))
+                .map_err(|e| self.err("mkdir", path, e))?,
+            Err(e) => return Err(self.err("mkdir", path, e.into())),
+        };
+        self.fchown_fchmod(path, &dir, mode, uid, gid)
     }
 
     /// Creates a file if missing (content untouched otherwise), then chown/chmod.
     pub fn touch(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<(), FsError> {
-        let host = self.host_path(path)?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&host)
-            .map_err(|e| self.err("create", path, e))?;
-        self.chown_chmod(path, &host, mode, uid, gid)
+        let file = self.open_for_writing(path, OFlag::O_APPEND)?;
+        self.fchown_fchmod(path, &file, mode, uid, gid)
     }
 
-    /// Removes a file or directory tree.
+    /// Removes a file, a symlink (not its target) or a directory tree.
     pub fn remove(&self, path: &str) -> Result<(), FsError> {
         let host = self.host_path(path)?;
-        let meta = std::fs::symlink_metadata(&host).map_err(|e| self.err("stat", path, e))?;
-        if meta.is_dir() {
-            std::fs::remove_dir_all(&host)
-        } else {
-            std::fs::remove_file(&host)
+        match in_root::remove(&self.rootfs, path) {
+            Ok(()) => Ok(()),
+            Err(Errno::ENOSYS) => {
+                let meta =
+                    std::fs::symlink_metadata(&host).map_err(|e| self.err("stat", path, e))?;
+                if meta.is_dir() {
+                    std::fs::remove_dir_all(&host)
+                } else {
+                    std::fs::remove_file(&host)
+                }
+                .map_err(|e| self.err("remove", path, e))
+            }
+            Err(e) => Err(self.err("remove", path, e.into())),
         }
-        .map_err(|e| self.err("remove", path, e))
+    }
+
+    /// Opens (creating with 0600 if missing) a regular file for writing; `extra` is
+    /// `O_TRUNC` or `O_APPEND`.
+    fn open_for_writing(&self, path: &str, extra: OFlag) -> Result<std::fs::File, FsError> {
+        let host = self.host_path(path)?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra;
+        let file = match in_root::open(&self.rootfs, path, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(file) => file,
+            Err(Errno::ENOSYS) => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(extra.contains(OFlag::O_TRUNC))
+                .append(extra.contains(OFlag::O_APPEND))
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&host)
+                .map_err(|e| self.err("create", path, e))?,
+            Err(e) => return Err(self.err("create", path, e.into())),
+        };
+        let meta = file.metadata().map_err(|e| self.err("stat", path, e))?;
+        if !meta.is_file() {
+            return Err(self.err(
+                "write",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        Ok(file)
     }
 
     /// `lstat` of a container path.
@@ -276,21 +314,22 @@ impl ContainerFs {
         std::fs::symlink_metadata(self.host_path(path).ok()?).ok()
     }
 
-    fn chown_chmod(
+    fn fchown_fchmod(
         &self,
         path: &str,
-        host: &Path,
+        file: &std::fs::File,
         mode: u32,
         uid: u32,
         gid: u32,
     ) -> Result<(), FsError> {
-        std::os::unix::fs::chown(
-            host,
-            Some(self.shift.to_disk(uid)),
-            Some(self.shift.to_disk(gid)),
+        nix::unistd::fchown(
+            file,
+            Some(nix::unistd::Uid::from_raw(self.shift.to_disk(uid))),
+            Some(nix::unistd::Gid::from_raw(self.shift.to_disk(gid))),
         )
-        .map_err(|e| self.err("chown", path, e))?;
-        crate::lxd_setup::set_mode(host, mode).map_err(|e| self.err("chmod", path, e))
+        .map_err(|e| self.err("chown", path, e.into()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| self.err("chmod", path, e))
     }
 
     /// Copies the container directory `from` into `to` recursively: content and mode,
@@ -365,138 +404,4 @@ fn normalize(path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shift_rules() {
-        let s = IdShift::from_rootfs_owner(1_000_000);
-        assert_eq!(s.to_disk(0), 1_000_000);
-        assert_eq!(s.to_disk(42), 1_000_042);
-        for id in IDENTITY_IDS {
-            assert_eq!(s.to_disk(id), id);
-            assert_eq!(s.to_container(id), id);
-        }
-        assert_eq!(s.to_container(1_000_042), 42);
-        assert_eq!(s.to_container(5), 5);
-        let none = IdShift::from_rootfs_owner(0);
-        assert_eq!(none.to_disk(42), 42);
-        assert_eq!(none.to_container(1_000_042), 1_000_042);
-    }
-
-    #[test]
-    fn host_path_rejects_dotdot_and_resolve_follows_links_inside_root() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("usr/lib")).expect("mkdir");
-        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-        std::fs::write(root.join("usr/lib/os-release"), "ID=debian\n").expect("write");
-        std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release"))
-            .expect("link");
-        std::os::unix::fs::symlink("/etc/os-release", root.join("etc/abs")).expect("link");
-        std::os::unix::fs::symlink("loop", root.join("etc/loop")).expect("link");
-        let fs = ContainerFs::at("c", root).expect("open");
-        assert!(fs.host_path("/../x").is_err());
-        assert_eq!(
-            fs.read("/etc/os-release").expect("relative link"),
-            b"ID=debian\n"
-        );
-        assert_eq!(
-            fs.read("/etc/abs").expect("absolute link stays in root"),
-            b"ID=debian\n"
-        );
-        assert!(fs.read("/etc/loop").is_err(), "link loop ends");
-    }
-
-    /// Issue 9 #5: container files are read non-blocking, regular only, capped, and no
-    /// symlink (final or intermediate, absolute or relative) reaches a host file.
-    #[test]
-    fn reads_refuse_fifos_big_files_and_links_out_of_the_root() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-        let outside = dir.path().join("host-secret");
-        std::fs::create_dir_all(&outside).expect("mkdir");
-        std::fs::write(outside.join("shadow"), "root:host-hash").expect("write");
-        nix::unistd::mkfifo(&root.join("etc/passwd"), nix::sys::stat::Mode::S_IRWXU)
-            .expect("mkfifo");
-        std::fs::write(root.join("etc/group"), vec![b'x'; 64]).expect("write");
-        std::os::unix::fs::symlink(outside.join("shadow"), root.join("etc/shadow")).expect("link");
-        std::os::unix::fs::symlink(&outside, root.join("etc/hostdir")).expect("link");
-        let fs = ContainerFs::at("c", root).expect("open");
-        let started = std::time::Instant::now();
-        let err = fs.read("/etc/passwd").expect_err("FIFO refused");
-        assert!(err.to_string().contains("FIFO"), "{err}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        let err = fs.read_regular("/etc/group", 10).expect_err("over the cap");
-        assert!(err.to_string().contains("limit"), "{err}");
-        assert_eq!(
-            fs.read_regular("/etc/group", 64)
-                .expect("at the cap")
-                .0
-                .len(),
-            64
-        );
-        // Absolute links are resolved inside the container, where these targets do not exist.
-        assert!(fs.read("/etc/shadow").is_err());
-        assert!(fs.read("/etc/hostdir/shadow").is_err());
-    }
-
-    #[test]
-    fn copy_tree_never_copies_host_files_or_fifos() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("etc/skel")).expect("mkdir");
-        std::fs::create_dir_all(root.join("home/u")).expect("mkdir");
-        let secret = dir.path().join("host-secret");
-        std::fs::write(&secret, "host data").expect("write");
-        std::os::unix::fs::symlink(&secret, root.join("etc/skel/evil")).expect("link");
-        nix::unistd::mkfifo(&root.join("etc/skel/fifo"), nix::sys::stat::Mode::S_IRWXU)
-            .expect("mkfifo");
-        std::fs::write(root.join("etc/skel/ok"), "fine").expect("write");
-        let fs = ContainerFs::at("c", root.clone()).expect("open");
-        let me = nix::unistd::getuid().as_raw();
-        let my_gid = nix::unistd::getgid().as_raw();
-        fs.copy_tree("/etc/skel", "/home/u", me, my_gid)
-            .expect("copy");
-        assert_eq!(std::fs::read(root.join("home/u/ok")).expect("ok"), b"fine");
-        assert!(!root.join("home/u/evil").exists(), "host file copied in");
-        assert!(!root.join("home/u/fifo").exists());
-    }
-
-    #[test]
-    fn write_mkdir_touch_copy_tree() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("etc/skel/sub")).expect("mkdir");
-        std::fs::write(root.join("etc/skel/.bashrc"), "x").expect("write");
-        std::fs::write(root.join("etc/skel/sub/f"), "y").expect("write");
-        std::os::unix::fs::symlink(".bashrc", root.join("etc/skel/link")).expect("link");
-        let fs = ContainerFs::at("c", root.clone()).expect("open");
-        let me = nix::unistd::getuid().as_raw();
-        let my_gid = nix::unistd::getgid().as_raw();
-        fs.mkdir("/home/u", 0o755, me, my_gid).expect("mkdir");
-        fs.copy_tree("/etc/skel", "/home/u", me, my_gid)
-            .expect("copy");
-        assert_eq!(
-            std::fs::read_to_string(root.join("home/u/sub/f")).expect("read"),
-            "y"
-        );
-        let link = std::fs::symlink_metadata(root.join("home/u/link")).expect("stat");
-        assert!(link.is_file(), "symlink copied as a regular file");
-        fs.write("/etc/x", b"abc", 0o640, me, my_gid)
-            .expect("write");
-        assert_eq!(
-            std::fs::metadata(root.join("etc/x")).expect("stat").mode() & 0o777,
-            0o640
-        );
-        fs.touch("/etc/x", 0o644, me, my_gid).expect("touch");
-        assert_eq!(
-            fs.read("/etc/x").expect("read"),
-            b"abc",
-            "touch keeps content"
-        );
-        fs.remove("/home/u").expect("remove");
-        assert!(!fs.exists("/home/u"));
-    }
-}
+mod tests;
