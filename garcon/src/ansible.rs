@@ -214,8 +214,10 @@ impl AnsibleRunner {
                     Progress::Failed("ansible process timed out".to_string())
                 }
             };
-            sink.progress(final_progress).await;
+            // Release first, then report: a host may start the next playbook the moment it
+            // sees the final status (issue 9 defect 7).
             busy.store(false, Ordering::SeqCst);
+            sink.progress(final_progress).await;
         });
         Ok(())
     }
@@ -397,6 +399,57 @@ mod tests {
         // The runner is free again.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!runner.busy.load(Ordering::SeqCst));
+    }
+
+    /// On the final status, at once starts the next playbook (as a host may) and records whether
+    /// it was accepted.
+    struct StartNextOnFinal {
+        runner: Arc<AnsibleRunner>,
+        config: AnsibleConfig,
+        accepted: UnboundedSender<Result<(), AnsibleError>>,
+    }
+    impl ProgressSink for StartNextOnFinal {
+        fn progress(&self, progress: Progress) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                if !matches!(progress, Progress::InProgress(_)) {
+                    let (tx, _rx) = unbounded_channel();
+                    let next = self
+                        .runner
+                        .start("- x\n", &self.config, Arc::new(Recorder(tx)));
+                    let _ = self.accepted.send(next.await);
+                }
+            })
+        }
+    }
+
+    /// Issue 9 defect 7: the busy flag is released before the final status is reported.
+    #[tokio::test]
+    async fn the_next_playbook_is_accepted_as_soon_as_the_final_status_arrives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AnsibleConfig {
+            program: script(dir.path(), "echo failing >&2"),
+            temp_dir: dir.path().to_path_buf(),
+            timeout: Duration::from_secs(30),
+        };
+        let runner = Arc::new(AnsibleRunner::default());
+        let (tx, mut accepted) = unbounded_channel();
+        let sink = Arc::new(StartNextOnFinal {
+            runner: runner.clone(),
+            config: config.clone(),
+            accepted: tx,
+        });
+        runner
+            .start("- hosts: all\n", &config, sink)
+            .await
+            .expect("started");
+        let next = tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+            .await
+            .expect("final status within 20 s");
+        assert_eq!(
+            next,
+            Some(Ok(())),
+            "next playbook refused after the final status"
+        );
     }
 
     #[tokio::test]

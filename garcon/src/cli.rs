@@ -4,7 +4,8 @@
 //! Upstream switches: `--server`, `--client`, `--allow_any_user`, `--no_startup_notify`, and the
 //! client-mode switches of [`crate::client`]. Our own switches (not upstream), which also accept
 //! `--name VALUE`: `--host-address`, `--listen`, `--sftp-listen`, `--token-file`,
-//! `--sftp-server`, plus `--log-stderr` and `--help`.
+//! `--sftp-server`, `--allow-vsock-cid`, `--socket-mode`, plus `--vsock-any-peer`,
+//! `--log-stderr` and `--help`.
 //!
 //! Test-only knobs (clearly non-upstream environment variables, garcon-host.md §2.1):
 //! `GARCON_TEST_TOKEN_WAIT_MS` (how long the server polls for the token) and
@@ -16,6 +17,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crostini_common::address::VMADDR_CID_ANY;
+use crostini_common::transport::peers::{parse_cids, parse_socket_mode};
+use crostini_common::transport::{ListenOptions, VsockPeers};
 use crostini_common::{Address, AddressError};
 
 use crate::client::{self, ClientCommand, Exit, UsageError};
@@ -35,6 +38,8 @@ pub const VALUE_SWITCHES: &[&str] = &[
     "sftp-listen",
     "token-file",
     "sftp-server",
+    "allow-vsock-cid",
+    "socket-mode",
 ];
 
 /// `VMADDR_PORT_ANY`: the kernel picks the vsock port.
@@ -44,26 +49,32 @@ pub const USAGE: &str = "\
 usage: garcon --server [--allow_any_user] [--no_startup_notify]
                        [--host-address ADDR] [--listen ADDR] [--sftp-listen ADDR]
                        [--token-file PATH] [--sftp-server PATH] [--log-stderr]
+                       [--allow-vsock-cid CID[,CID...]] [--vsock-any-peer] [--socket-mode MODE]
        garcon --client --url URL...
        garcon --client --terminal [ARG...]
        garcon --client --selectfile [--type=TYPE] [--title=TITLE] [--path=PATH] [--extensions=a,b]
        garcon --client --metrics name=value[,name=value...]
        garcon --client --borealis-shader-cache --app-id=ID (--install [--mount] [--wait] | --unmount [--wait] | --uninstall)
 
-ADDR is vsock://CID:PORT (CID may be `any`), unix:///PATH or tcp://HOST:PORT.
+ADDR is vsock://CID:PORT (CID may be `any`), unix:///PATH or tcp://HOST:PORT; tcp is for
+tests and development only (no peer check: anyone who reaches the port may call).
   --host-address  the host's ContainerListener (default vsock://2:8889)
   --listen        garcon's own gRPC server (default: first free vsock port 10000..=19999 on any CID)
   --sftp-listen   the sftp listener (default: vsock any CID, kernel-chosen port; with a tcp
                   --listen, the same host with port 0; with a unix --listen, PATH.sftp)
   --token-file    the container token (default /dev/.container_token)
   --sftp-server   program spawned per sftp connection (default /usr/lib/openssh/sftp-server)
+  --allow-vsock-cid  also accept vsock peers with these CIDs (only the host, CID 2, by default)
+  --vsock-any-peer   accept vsock peers of every CID
+  --socket-mode   mode of garcon's unix socket files, octal (default 0600: owner only)
 Exit codes: 0 success, 1 ReportMetrics rpc failed, 255 any other error.";
 
 /// What this invocation asks for.
 #[derive(Debug)]
 pub enum Invocation {
     Help,
-    Server(Box<ServerConfig>),
+    /// Server mode, and who may connect to its listeners (set process-wide by `main`).
+    Server(Box<ServerConfig>, ListenOptions),
     Client(ClientOptions),
 }
 
@@ -90,6 +101,11 @@ pub enum CliError {
     },
     #[error("{name}={value:?} is not a number of milliseconds")]
     TestKnob { name: &'static str, value: String },
+    #[error("--{switch}: {reason}")]
+    Peers {
+        switch: &'static str,
+        reason: String,
+    },
 }
 
 /// Parses `argv` (with argv[0]) into an invocation.
@@ -153,7 +169,28 @@ fn invocation_from(
     config.token_wait = token_wait;
     config.ready_retry = ready_retry;
     config.log_stderr = line.has("log-stderr");
-    Ok(Invocation::Server(Box::new(config)))
+    Ok(Invocation::Server(Box::new(config), listen_options(&line)?))
+}
+
+/// `--allow-vsock-cid`, `--vsock-any-peer` and `--socket-mode`.
+fn listen_options(line: &CommandLine) -> Result<ListenOptions, CliError> {
+    let mut options = ListenOptions::default();
+    if line.has("vsock-any-peer") {
+        options.vsock_peers = VsockPeers::Any;
+    } else if let Some(value) = line.value("allow-vsock-cid") {
+        let cids = parse_cids(value).map_err(|reason| CliError::Peers {
+            switch: "allow-vsock-cid",
+            reason,
+        })?;
+        options.vsock_peers = VsockPeers::host_and(cids);
+    }
+    if let Some(value) = line.value("socket-mode") {
+        options.socket_mode = parse_socket_mode(value).map_err(|reason| CliError::Peers {
+            switch: "socket-mode",
+            reason,
+        })?;
+    }
+    Ok(options)
 }
 
 fn default_host_address() -> Result<Address, CliError> {
@@ -262,7 +299,7 @@ mod tests {
 
     fn server(args: &[&str]) -> ServerConfig {
         match invocation(args) {
-            Ok(Invocation::Server(config)) => *config,
+            Ok(Invocation::Server(config, _)) => *config,
             other => panic!("expected server mode, got {other:?}"),
         }
     }
@@ -333,6 +370,33 @@ mod tests {
         assert!(config.allow_any_user && config.no_startup_notify);
     }
 
+    fn listen_options_of(args: &[&str]) -> Result<ListenOptions, CliError> {
+        match invocation(args)? {
+            Invocation::Server(_, options) => Ok(options),
+            other => panic!("expected server mode, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn peer_switches_default_to_the_host_and_0600_and_widen() {
+        assert_eq!(
+            listen_options_of(&["--server"]).expect("parses"),
+            ListenOptions::default()
+        );
+        let options =
+            listen_options_of(&["--server", "--allow-vsock-cid", "3,4", "--socket-mode=0660"])
+                .expect("parses");
+        assert_eq!(options.vsock_peers, VsockPeers::host_and([3, 4]));
+        assert_eq!(options.socket_mode, 0o660);
+        let options = listen_options_of(&["--server", "--vsock-any-peer"]).expect("parses");
+        assert_eq!(options.vsock_peers, VsockPeers::Any);
+        let err = listen_options_of(&["--server", "--socket-mode", "0777x"]).expect_err("bad");
+        assert!(err.to_string().contains("--socket-mode"), "{err}");
+        let err = listen_options_of(&["--server", "--allow-vsock-cid", "any"]).expect_err("bad");
+        assert!(err.to_string().contains("--allow-vsock-cid"), "{err}");
+        assert!(USAGE.contains("tests and development only"));
+    }
+
     #[test]
     fn unix_listen_puts_sftp_next_to_it() {
         let config = server(&["--server", "--listen", "unix:///run/g.sock"]);
@@ -372,7 +436,7 @@ mod tests {
                 ("GARCON_TEST_READY_RETRY_MS", "1500"),
             ],
         ) {
-            Ok(Invocation::Server(config)) => config,
+            Ok(Invocation::Server(config, _)) => config,
             other => panic!("expected server, got {other:?}"),
         };
         assert_eq!(config.token_wait, Duration::from_millis(250));

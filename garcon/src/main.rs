@@ -37,7 +37,12 @@ fn main() -> ExitCode {
             let mut stdout = std::io::stdout();
             runtime.block_on(cli::run_client(options, &cwd, &mut stdout))
         }
-        Invocation::Server(config) => {
+        Invocation::Server(config, listen_options) => {
+            // Before anything binds: garcon's gRPC and sftp listeners use these options.
+            if crostini_common::transport::set_process_listen_options(listen_options).is_err() {
+                eprintln!("garcon: listen options were already set");
+                return ExitCode::from(Exit::Failure.code());
+            }
             let target = if config.log_stderr {
                 LogTarget::Stderr
             } else {

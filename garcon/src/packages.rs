@@ -12,9 +12,10 @@
 //!   `success=false` (info) and a reason naming the path; the request then carries the
 //!   canonical path, so PackageKit reads the very file that was checked.
 //! * Installs and uninstalls share one process-wide busy flag ([`BusyFlag`]): set atomically when
-//!   an operation starts, cleared when its PackageKit transaction is torn down (after `Finished`,
-//!   the daemon's death, or the transaction watchdog) — also if the task panics, since the flag is
-//!   an RAII guard.
+//!   an operation starts, cleared just before its terminal progress message is queued (a host may
+//!   start the next operation the moment it sees a final status: release first, then report),
+//!   and at the latest when its PackageKit transaction is torn down (the daemon's death, the
+//!   transaction watchdog) — also if the task panics, since the flag is an RAII guard.
 //! * Progress goes to a [`ProgressSink`] (the host client) in order, through a queue, so a slow
 //!   host never stalls the D-Bus side.
 //!
@@ -499,6 +500,9 @@ impl Packages {
         tokio::spawn(async move {
             let (tx, rx) = mpsc::unbounded_channel();
             let forwarder = tokio::spawn(forward(rx, sink));
+            let mut report = Report::new(guard, owners, tx, |p: &InstallProgress| {
+                matches!(p.status, InstallStatus::Succeeded | InstallStatus::Failed)
+            });
             let file;
             let source = match &request {
                 InstallRequest::File(path) => {
@@ -517,14 +521,11 @@ impl Packages {
                     ) {
                         tracing::info!(?progress, "install completed");
                     }
-                    let _ = tx.send(progress);
+                    report.send(progress);
                 })
                 .await;
-            // Transaction torn down: the next operation may start while the last messages are
-            // still being delivered (in order) to the host.
-            owners.clear();
-            drop(guard);
-            drop(tx);
+            // Transaction torn down (released already if a terminal message went out).
+            drop(report);
             if let Err(err) = forwarder.await {
                 tracing::error!(%err, "install progress forwarder failed");
             }
@@ -544,6 +545,9 @@ impl Packages {
         tokio::spawn(async move {
             let (tx, rx) = mpsc::unbounded_channel();
             let forwarder = tokio::spawn(forward(rx, sink));
+            let mut report = Report::new(guard, owners, tx, |p: &UninstallProgress| {
+                p.status != UninstallStatus::Uninstalling
+            });
             let path = request.desktop_file.to_string_lossy().into_owned();
             tracing::info!(path, "uninstall started");
             packagekit
@@ -552,12 +556,10 @@ impl Packages {
                     if progress.status != UninstallStatus::Uninstalling {
                         tracing::info!(?progress, "uninstall completed");
                     }
-                    let _ = tx.send(progress);
+                    report.send(progress);
                 })
                 .await;
-            owners.clear();
-            drop(guard);
-            drop(tx);
+            drop(report);
             if let Err(err) = forwarder.await {
                 tracing::error!(%err, "uninstall progress forwarder failed");
             }
@@ -628,6 +630,65 @@ pub async fn package_id_lookup_for(state: &GarconState) -> Arc<dyn PackageIdLook
             tracing::warn!(reason, "app list goes without package ids");
             Arc::new(NoPackageLookup)
         }
+    }
+}
+
+/// Queues one operation's progress for [`forward`] and holds its busy flag: the flag is released
+/// (and the owner cache cleared) just before the first terminal message is queued, so a host
+/// that starts the next operation the moment it sees a final status is accepted (issue 9
+/// defect 7: release first, then report). Dropping the report releases it at the latest.
+struct Report<P> {
+    guard: Option<BusyGuard>,
+    /// Forgets cached package owners (the database may have changed).
+    clear_owners: Box<dyn Fn() + Send>,
+    tx: mpsc::UnboundedSender<P>,
+    is_terminal: fn(&P) -> bool,
+}
+
+impl<P> Report<P> {
+    fn new(
+        guard: BusyGuard,
+        owners: Arc<PackageIdCache>,
+        tx: mpsc::UnboundedSender<P>,
+        is_terminal: fn(&P) -> bool,
+    ) -> Self {
+        Self::with_clear(guard, Box::new(move || owners.clear()), tx, is_terminal)
+    }
+
+    fn with_clear(
+        guard: BusyGuard,
+        clear_owners: Box<dyn Fn() + Send>,
+        tx: mpsc::UnboundedSender<P>,
+        is_terminal: fn(&P) -> bool,
+    ) -> Self {
+        Report {
+            guard: Some(guard),
+            clear_owners,
+            tx,
+            is_terminal,
+        }
+    }
+
+    fn send(&mut self, progress: P) {
+        if (self.is_terminal)(&progress) {
+            self.release();
+        }
+        let _ = self.tx.send(progress);
+    }
+
+    fn release(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            (self.clear_owners)();
+            drop(guard);
+        }
+    }
+}
+
+impl<P> Drop for Report<P> {
+    fn drop(&mut self) {
+        self.release();
+        // The transaction is torn down: the package database is final now.
+        (self.clear_owners)();
     }
 }
 
@@ -709,6 +770,88 @@ mod tests {
         drop(guard);
         assert!(!flag.is_set());
         assert!(flag.try_acquire().is_some());
+    }
+
+    /// A sink that, on a terminal status, immediately tries to start the next operation.
+    struct NextOperationSink {
+        busy: BusyFlag,
+        accepted: mpsc::UnboundedSender<bool>,
+    }
+
+    impl ProgressSink for NextOperationSink {
+        fn install_progress(&self, progress: InstallProgress) -> BoxFuture<'_, ()> {
+            if progress.status == InstallStatus::Failed {
+                let _ = self.accepted.send(self.busy.try_acquire().is_some());
+            }
+            Box::pin(async {})
+        }
+        fn uninstall_progress(&self, progress: UninstallProgress) -> BoxFuture<'_, ()> {
+            if progress.status != UninstallStatus::Uninstalling {
+                let _ = self.accepted.send(self.busy.try_acquire().is_some());
+            }
+            Box::pin(async {})
+        }
+    }
+
+    /// Issue 9 defect 7: PackageKit sends ErrorCode (the terminal FAILED) and its transaction is
+    /// torn down seconds later; the host that sees FAILED must be able to start at once.
+    #[tokio::test]
+    async fn the_next_operation_is_accepted_as_soon_as_the_final_status_arrives() {
+        let busy = BusyFlag::default();
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let sink: Arc<dyn ProgressSink> = Arc::new(NextOperationSink {
+            busy: busy.clone(),
+            accepted: accepted_tx,
+        });
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let forwarder = tokio::spawn(forward(rx, sink.clone()));
+        let guard = busy.try_acquire().expect("install starts");
+        let mut report = Report::with_clear(guard, Box::new(|| {}), tx, |p: &InstallProgress| {
+            matches!(p.status, InstallStatus::Succeeded | InstallStatus::Failed)
+        });
+        report.send(install_progress(
+            InstallNotice::Progress {
+                phase: InstallPhase::Downloading,
+                percent: 10,
+            },
+            "u",
+        ));
+        report.send(install_progress(
+            InstallNotice::Completed(Completion::Failed {
+                details: "unsatisfiable dependency".into(),
+            }),
+            "u",
+        ));
+        // The transaction is still being torn down (the report is alive) when the host reacts.
+        let verdict = tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("final status delivered");
+        assert_eq!(verdict, Some(true), "next operation refused after FAILED");
+        drop(report);
+        drop(forwarder.await);
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let forwarder = tokio::spawn(forward(rx, sink));
+        let guard = busy.try_acquire().expect("uninstall starts");
+        let mut report = Report::with_clear(guard, Box::new(|| {}), tx, |p: &UninstallProgress| {
+            p.status != UninstallStatus::Uninstalling
+        });
+        report.send(uninstall_progress(RemoveNotice::Completed(
+            Completion::Failed {
+                details: "no".into(),
+            },
+        )));
+        let verdict = tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("final status delivered");
+        assert_eq!(
+            verdict,
+            Some(true),
+            "next operation refused after uninstall FAILED"
+        );
+        drop(report);
+        drop(forwarder.await);
     }
 
     #[test]
