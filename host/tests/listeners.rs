@@ -20,11 +20,15 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(HostConfig::default()).await
+}
+
+async fn fixture_with(config: HostConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = RunningHost::start(HostConfig {
         container_listener: Some(Address::unix(dir.path().join("8889.sock"))),
         tremplin_listener: Some(Address::unix(dir.path().join("7778.sock"))),
-        ..HostConfig::default()
+        ..config
     })
     .await
     .expect("host starts");
@@ -317,4 +321,49 @@ async fn scripted_failure_applies_once() {
         .tremplin_ready(tp::TremplinStartupInfo {})
         .await
         .expect("second is OK");
+}
+
+/// Issue 9, Peers: the sockets are owner-only, and a connection that sends nothing or garbage is
+/// closed while normal calls keep working.
+#[tokio::test]
+async fn sockets_are_0600_and_silent_or_garbage_connections_are_closed() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut config = HostConfig::default();
+    config.listen_options.preface_timeout = Duration::from_millis(500);
+    let mut f = fixture_with(config).await;
+    for name in ["8889.sock", "7778.sock"] {
+        let mode = std::fs::metadata(f._dir.path().join(name))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let path = f._dir.path().join("8889.sock");
+    let mut silent = tokio::net::UnixStream::connect(&path)
+        .await
+        .expect("connect");
+    let mut garbage = tokio::net::UnixStream::connect(&path)
+        .await
+        .expect("connect");
+    garbage.write_all(&[0x16; 512]).await.expect("write");
+    for stream in [&mut garbage, &mut silent] {
+        let mut buf = [0u8; 512];
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "connection still open after 3 s");
+    }
+    f.host.register_container("t-peer", "penguin");
+    f.garcon_side
+        .container_ready(ready("t-peer"))
+        .await
+        .expect("a normal call still works");
 }
