@@ -26,7 +26,9 @@ fn private_dir(parent: &Path) -> io::Result<PrivateDir> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!(".sock-{}-{n}", std::process::id()));
+        // Short: the staging path must fit `sun_path` (108 bytes) too, 11 bytes more than the
+        // parent for pids below 100000.
+        let dir = parent.join(format!(".s{}.{n}", std::process::id()));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(PrivateDir(dir)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
