@@ -4,7 +4,9 @@
 //! * `icon_lookup/cold`: drop every cache, rescan the tree, look one name up.
 //! * `icon_lookup/index_only`: the theme algorithm on a scanned index, no result cache.
 //! * `icon_lookup/warm`: a cached `(name, size, scale)` lookup.
-//! * `get_icon_48/*_render`: read + decode + (resize/render) + encode of one file at 48 px.
+//! * `get_icon_48/*_render`: read + decode + (resize/render) + encode of one file at 48 px
+//!   (`svg_render` in a child process under the SVG budget, as the daemon does;
+//!   `svg_render_in_process` without the child).
 //! * `get_icon_48/*_warm`: a whole GetIcon for one ID (desktop lookup + parse + cached PNG).
 //! * `get_icon_rpc/*`: the GetIcon gRPC round trip through the real [`GarconService`] on a unix
 //!   socket (client and server in this process), against the fixture tree
@@ -26,7 +28,7 @@ use garcon::config::Paths;
 use garcon::desktop::XdgDirs;
 use garcon::host::HostClient;
 use garcon::icons::lookup::{IconIndex, SearchPaths};
-use garcon::icons::render::{render_icon_file, MAX_ICON_FILE_SIZE};
+use garcon::icons::render::{render_icon_bytes, render_icon_file, MAX_ICON_FILE_SIZE};
 use garcon::icons::{IconConfig, IconService};
 use garcon::service::GarconService;
 use garcon::state::GarconState;
@@ -146,8 +148,14 @@ fn get_icon(c: &mut Criterion) {
     group.bench_function("png_from_256_render", |b| {
         b.iter(|| black_box(render_icon_file(&png256, 48, MAX_ICON_FILE_SIZE).unwrap()))
     });
+    // The daemon's path: the SVG is rendered in a child process under the render budget.
     group.bench_function("svg_render", |b| {
         b.iter(|| black_box(render_icon_file(&svg, 48, MAX_ICON_FILE_SIZE).unwrap()))
+    });
+    // The same render in this process, for the cost of the child.
+    let svg_bytes = std::fs::read(&svg).unwrap();
+    group.bench_function("svg_render_in_process", |b| {
+        b.iter(|| black_box(render_icon_bytes(&svg, &svg_bytes, 48).unwrap()))
     });
     let svc = service(&f, Duration::from_secs(1));
     for id in ["png-app", "svg-app"] {
