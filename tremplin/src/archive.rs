@@ -210,7 +210,8 @@ where
                     }
                     header.set_entry_type(EntryType::Regular);
                     header.set_size(meta.len());
-                    let file = File::open(path)?;
+                    // Container-controlled tree: non-blocking, regular files only (issue 9 #5).
+                    let (file, _) = crostini_common::untrusted_file::open_regular(path)?;
                     // Never write more than the header announced, even if the file grows.
                     builder.append_data(&mut header, rel, file.take(meta.len()))?;
                 }
