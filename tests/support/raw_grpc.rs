@@ -182,3 +182,27 @@ pub mod pb {
         out
     }
 }
+
+/// `n` connections that each sent half an HTTP/2 preface, to hold open.
+pub async fn half_open(socket: &Path, n: usize) -> Vec<UnixStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = UnixStream::connect(socket).await.expect("connect");
+        s.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+        held.push(s);
+    }
+    held
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift64).
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
