@@ -4,6 +4,8 @@
 pub mod address;
 pub mod logging;
 pub mod signals;
+#[doc(hidden)]
+pub mod test_rng;
 pub mod transport;
 pub mod untrusted_file;
 

@@ -434,32 +434,21 @@ mod tests {
         assert_eq!(ProgressThrottle::new().finish(), None);
     }
 
-    /// xorshift64*; deterministic pseudo-random bytes for the fuzz-style test.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
-
     #[test]
     fn fuzz_random_input_never_panics_and_matches_the_regex() {
         let re = regex::Regex::new(r"([[:alpha:]]+): ([[:digit:]]+)% [0-9A-Za-z /.()]*$").unwrap();
         let alphabet: &[u8] = b"rootfsmetadata: %0123456789 ()/.kMB!\n\xc3\xa9\xff";
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = crostini_common::test_rng::XorShift64::new(0x9E37_79B9_7F4A_7C15);
         let t0 = Instant::now();
         let mut throttle = ProgressThrottle::new();
         for round in 0..20_000u64 {
-            let len = (rng.next() % 40) as usize;
+            let len = (rng.next_u64() % 40) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.next().is_multiple_of(4) {
-                        rng.next() as u8
+                    if rng.next_u64().is_multiple_of(4) {
+                        rng.next_u64() as u8
                     } else {
-                        alphabet[(rng.next() % alphabet.len() as u64) as usize]
+                        alphabet[(rng.next_u64() % alphabet.len() as u64) as usize]
                     }
                 })
                 .collect();
@@ -474,17 +463,17 @@ mod tests {
             assert_eq!(ours, expected, "input {text:?}");
             let meta = json!({"progress": {"stage": text, "percent": String::from_utf8_lossy(&bytes[..len.min(3)]), "speed": "1"}});
             let _ = parse_progress_object(&meta);
-            let stage = if rng.next().is_multiple_of(50) {
+            let stage = if rng.next_u64().is_multiple_of(50) {
                 "b"
             } else {
                 "a"
             };
             let before = throttle.clone().finish();
-            let pct = (rng.next() % 130) as u32;
+            let pct = (rng.next_u64() % 130) as u32;
             if let Some(r) = throttle.observe(
                 stage,
                 pct,
-                rng.next() % 3,
+                rng.next_u64() % 3,
                 t0 + Duration::from_millis(round),
             ) {
                 assert!(r.percent <= 100);

@@ -195,13 +195,8 @@ mod tests {
     #[test]
     fn fuzzed_messages_never_panic() {
         // Deterministic xorshift so failures reproduce.
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crostini_common::test_rng::XorShift64::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         let alphabet = b"\0=@/ACTIONDEVPATHSUBSYSTEMusb-0123456789\xff\xfe";
         for _ in 0..5000 {
             let len = (next() % 5000) as usize;
