@@ -96,6 +96,14 @@ fn split_host_port<'a>(input: &str, rest: &'a str) -> Result<(&'a str, &'a str),
         let (host, after) = stripped
             .split_once(']')
             .ok_or_else(|| err(input, "unterminated `[` in IPv6 host"))?;
+        // Only an IPv6 literal goes in brackets: anything else (`[[x]`) would print back as
+        // an address that does not parse (found by fuzz/cmdline).
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(err(
+                input,
+                format!("{host:?} in `[...]` is not an IPv6 address"),
+            ));
+        }
         let port = after
             .strip_prefix(':')
             .ok_or_else(|| err(input, "missing `:PORT` after the host"))?;
@@ -242,6 +250,30 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(ACCEPTED_FORMS), "{msg}");
             assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+        }
+    }
+
+    /// fuzz/cmdline found `tcp://[[?]:8`: it parsed (host `[?`) and printed as `tcp://[?:8`,
+    /// which does not parse. Brackets now hold only IPv6 literals, and what parses reprints.
+    #[test]
+    fn brackets_hold_only_ipv6_and_parsed_addresses_reprint() {
+        for bad in [
+            "tcp://[[?]:8",
+            "tcp://[l?]:4",
+            "tcp://[-:0]:8",
+            "tcp://[]:8",
+        ] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+        for good in [
+            "tcp://[::0]:8889",
+            "tcp://[fe80::1]:1",
+            "tcp://a[b:8",
+            "vsock://any:1",
+        ] {
+            let a: Address = good.parse().expect(good);
+            let shown = a.to_string();
+            assert_eq!(shown.parse::<Address>().map(|b| b.to_string()), Ok(shown));
         }
     }
 
