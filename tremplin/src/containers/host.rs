@@ -78,15 +78,13 @@ impl Daemon {
                 debug_information: "LXD not running".to_string(),
             };
         };
-        let log = client
-            .instance_log(DEFAULT_CONTAINER, "lxc.log")
-            .await
-            .map_err(|e| e.to_string());
-        let instance = client
-            .instance(DEFAULT_CONTAINER)
-            .await
-            .map(|(i, _)| i)
-            .map_err(|e| e.to_string());
+        // Both at once: a slow LXD costs one request timeout, not two.
+        let (log, instance) = tokio::join!(
+            client.instance_log(DEFAULT_CONTAINER, "lxc.log"),
+            client.instance(DEFAULT_CONTAINER)
+        );
+        let log = log.map_err(|e| e.to_string());
+        let instance = instance.map(|(i, _)| i).map_err(|e| e.to_string());
         let last_event = self.last_lifecycle.get(DEFAULT_CONTAINER);
         pb::GetDebugInfoResponse {
             debug_information: debug_text(
