@@ -6,10 +6,17 @@
 use std::sync::Arc;
 
 use crostini_proto::vm_tools::container::{desktop_icon, DesktopIcon, IconRequest, IconResponse};
+use tokio::sync::Semaphore;
 use tonic::Status;
 
 use crate::icons::IconService;
 use crate::state::GarconState;
+
+/// GetIcon calls on blocking threads at once (decodes inside are bounded separately, to
+/// [`crate::icons::pool::RENDER_PERMITS`]; cache hits need no permit, so more calls than permits
+/// keeps warm answers flowing while renders run).
+pub const MAX_GET_ICON_CALLS: usize = 8;
+static GET_ICON_CALLS: Semaphore = Semaphore::const_new(MAX_GET_ICON_CALLS);
 
 pub async fn get_icon(
     state: &Arc<GarconState>,
@@ -29,6 +36,11 @@ pub async fn get_icon_with(
         icon_size,
         scale,
     } = request;
+    // Waiting here is async: a burst of calls queues on the executor instead of parking
+    // hundreds of blocking threads (the pool other blocking work shares) on render permits.
+    let Ok(_slot) = GET_ICON_CALLS.acquire().await else {
+        unreachable!("GET_ICON_CALLS is never closed")
+    };
     let found =
         tokio::task::spawn_blocking(move || icons.get_icons(&desktop_file_ids, icon_size, scale))
             .await
