@@ -104,7 +104,7 @@ where
     T: Clone + PartialEq + Send + 'static,
 {
     let inotify = Inotify::init().map_err(WatchError::Init)?;
-    let mut stream = inotify
+    let stream = inotify
         .into_event_stream(vec![0u8; 64 * 1024])
         .map_err(WatchError::Init)?;
     let present = vec![false; targets.len()];
@@ -115,44 +115,54 @@ where
         present,
     };
     // Initial sync: nothing is "newly present" at startup, so its result is not reported.
-    let (mut state, _) = sync_off_executor(state).await.map_err(WatchError::Sync)?;
-    let task = tokio::spawn(async move {
-        while let Some(first) = stream.next().await {
-            let mut batch = vec![first];
-            // Drain whatever else is already buffered, to report once per batch.
-            while let Some(Some(more)) = stream.next().now_or_never() {
-                batch.push(more);
-            }
-            let mut changed: Vec<T> = Vec::new();
-            let mut resync = false;
-            for event in batch {
-                match event {
-                    Ok(event) => state.handle(&event, &mut changed, &mut resync),
-                    Err(err) => {
-                        tracing::warn!("reading inotify events: {err}");
-                        changed.extend(state.targets.iter().map(|t| t.tag.clone()));
-                        resync = true;
-                    }
+    let (state, _) = sync_off_executor(state).await.map_err(WatchError::Sync)?;
+    let task = tokio::spawn(watch_loop(stream, state, changes));
+    Ok(WatcherHandle { task })
+}
+
+/// Reads kernel events in batches, re-synchronises (off the executor) when needed, and sends
+/// the changed tags.
+async fn watch_loop<T>(
+    mut stream: inotify::EventStream<Vec<u8>>,
+    mut state: WatchState<T>,
+    changes: UnboundedSender<T>,
+) where
+    T: Clone + PartialEq + Send + 'static,
+{
+    while let Some(first) = stream.next().await {
+        let mut batch = vec![first];
+        // Drain whatever else is already buffered, to report once per batch.
+        while let Some(Some(more)) = stream.next().now_or_never() {
+            batch.push(more);
+        }
+        let mut changed: Vec<T> = Vec::new();
+        let mut resync = false;
+        for event in batch {
+            match event {
+                Ok(event) => state.handle(&event, &mut changed, &mut resync),
+                Err(err) => {
+                    tracing::warn!("reading inotify events: {err}");
+                    changed.extend(state.targets.iter().map(|t| t.tag.clone()));
+                    resync = true;
                 }
             }
-            if resync {
-                let (synced, appeared) = match sync_off_executor(state).await {
-                    Ok(done) => done,
-                    Err(err) => {
-                        tracing::error!("directory watch re-sync failed, watching stopped: {err}");
-                        return;
-                    }
-                };
-                state = synced;
-                changed.extend(appeared.into_iter().map(|i| state.targets[i].tag.clone()));
-            }
-            if !send_once_each(&changes, changed) {
-                return;
-            }
         }
-        tracing::warn!("inotify event stream ended; directory watching stopped");
-    });
-    Ok(WatcherHandle { task })
+        if resync {
+            let (synced, appeared) = match sync_off_executor(state).await {
+                Ok(done) => done,
+                Err(err) => {
+                    tracing::error!("directory watch re-sync failed, watching stopped: {err}");
+                    return;
+                }
+            };
+            state = synced;
+            changed.extend(appeared.into_iter().map(|i| state.targets[i].tag.clone()));
+        }
+        if !send_once_each(&changes, changed) {
+            return;
+        }
+    }
+    tracing::warn!("inotify event stream ended; directory watching stopped");
 }
 
 /// Runs [`WatchState::sync`] on a blocking thread (it walks directory trees).
