@@ -4,7 +4,8 @@
 //! Upstream switches: `--server`, `--client`, `--allow_any_user`, `--no_startup_notify`, and the
 //! client-mode switches of [`crate::client`]. Our own switches (not upstream), which also accept
 //! `--name VALUE`: `--host-address`, `--listen`, `--sftp-listen`, `--token-file`,
-//! `--sftp-server`, `--allow-vsock-cid`, `--socket-mode`, plus `--vsock-any-peer`,
+//! `--sftp-server`, `--allow-vsock-cid`, `--socket-mode`, `--update-initial-delay-secs`,
+//! `--update-interval-secs` (background updates, for tests), plus `--vsock-any-peer`,
 //! `--log-stderr` and `--help`.
 //!
 //! Test-only knobs (clearly non-upstream environment variables, garcon-host.md §2.1):
@@ -40,6 +41,8 @@ pub const VALUE_SWITCHES: &[&str] = &[
     "sftp-server",
     "allow-vsock-cid",
     "socket-mode",
+    "update-initial-delay-secs",
+    "update-interval-secs",
 ];
 
 /// `VMADDR_PORT_ANY`: the kernel picks the vsock port.
@@ -67,6 +70,8 @@ tests and development only (no peer check: anyone who reaches the port may call)
   --allow-vsock-cid  also accept vsock peers with these CIDs (only the host, CID 2, by default)
   --vsock-any-peer   accept vsock peers of every CID
   --socket-mode   mode of garcon's unix socket files, octal (default 0600: owner only)
+  --update-initial-delay-secs, --update-interval-secs  background package updates (for tests):
+                  first run after start (default 300) and then every (default 86400) seconds
 Exit codes: 0 success, 1 ReportMetrics rpc failed, 255 any other error.";
 
 /// What this invocation asks for.
@@ -99,6 +104,8 @@ pub enum CliError {
         switch: &'static str,
         source: AddressError,
     },
+    #[error("--{switch} {value:?} is not a whole number of seconds (an interval: at least 1)")]
+    Seconds { switch: &'static str, value: String },
     #[error("{name}={value:?} is not a number of milliseconds")]
     TestKnob { name: &'static str, value: String },
     #[error("--{switch}: {reason}")]
@@ -169,6 +176,14 @@ fn invocation_from(
     config.token_wait = token_wait;
     config.ready_retry = ready_retry;
     config.log_stderr = line.has("log-stderr");
+    if let Some(schedule) = config.updates.as_mut() {
+        if let Some(delay) = secs_switch(&line, "update-initial-delay-secs")? {
+            schedule.initial_delay = delay;
+        }
+        if let Some(interval) = secs_switch(&line, "update-interval-secs")? {
+            schedule.interval = interval;
+        }
+    }
     Ok(Invocation::Server(Box::new(config), listen_options(&line)?))
 }
 
@@ -214,6 +229,22 @@ pub fn default_sftp_listen(listen: &ListenSpec) -> Address {
             sftp.push(".sftp");
             Address::Unix(PathBuf::from(sftp))
         }
+    }
+}
+
+/// A whole number of seconds (an interval must be at least 1 s).
+fn secs_switch(line: &CommandLine, switch: &'static str) -> Result<Option<Duration>, CliError> {
+    let Some(value) = line.value(switch) else {
+        return Ok(None);
+    };
+    match value.parse::<u64>() {
+        Ok(secs) if secs > 0 || switch != "update-interval-secs" => {
+            Ok(Some(Duration::from_secs(secs)))
+        }
+        _ => Err(CliError::Seconds {
+            switch,
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -312,6 +343,33 @@ mod tests {
             Err(CliError::Mode)
         ));
         assert!(matches!(invocation(&["--url", "x"]), Err(CliError::Mode)));
+    }
+
+    #[test]
+    fn update_schedule_defaults_to_five_minutes_then_daily_and_has_switches() {
+        let schedule = server(&["--server"]).updates.expect("updates on");
+        assert_eq!(schedule.initial_delay, Duration::from_secs(300));
+        assert_eq!(schedule.interval, Duration::from_secs(86400));
+        let schedule = server(&[
+            "--server",
+            "--update-initial-delay-secs",
+            "0",
+            "--update-interval-secs=7",
+        ])
+        .updates
+        .expect("updates on");
+        assert_eq!(schedule.initial_delay, Duration::ZERO);
+        assert_eq!(schedule.interval, Duration::from_secs(7));
+        for bad in [
+            &["--server", "--update-interval-secs", "0"][..],
+            &["--server", "--update-interval-secs", "x"],
+            &["--server", "--update-initial-delay-secs", "-1"],
+        ] {
+            assert!(
+                matches!(invocation(bad), Err(CliError::Seconds { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod icons;
 pub mod launch;
 
 // Packages (PackageKit).
+pub mod package_updates;
 pub mod packages;
 
 // Core (server lifecycle, host client, gRPC wiring).

@@ -128,6 +128,8 @@ pub struct ServerConfig {
     pub publish_apps: bool,
     /// Low-disk monitor (step 17); `None` disables it.
     pub low_disk: Option<LowDiskConfig>,
+    /// Background package updates (§12); `None` disables them.
+    pub updates: Option<crate::package_updates::UpdateSchedule>,
     /// Log to stderr instead of syslog (read by `main`).
     pub log_stderr: bool,
 }
@@ -156,6 +158,7 @@ impl ServerConfig {
             session_bus_address: None,
             publish_apps: true,
             low_disk: Some(LowDiskConfig::default()),
+            updates: Some(crate::package_updates::UpdateSchedule::default()),
             log_stderr: false,
         }
     }
@@ -507,6 +510,15 @@ where
     });
     notify(Step::LowDiskTimer);
 
+    // Background package updates (§12): no host messages.
+    let updates = config.updates.map(|schedule| {
+        AbortOnDrop(spawn_background_updates(
+            state.clone(),
+            &config.paths,
+            schedule,
+        ))
+    });
+
     // 18. Run until SIGTERM (or until the server dies).
     let mut server_task = server_task;
     tokio::select! {
@@ -540,6 +552,7 @@ where
     notify(Step::ShutdownSent { ok: shutdown_sent });
     drop(publisher);
     drop(low_disk);
+    drop(updates);
     drop(session);
     let _ = server_stop_tx.send(());
     if tokio::time::timeout(Duration::from_secs(5), server_task)
@@ -550,6 +563,36 @@ where
     }
     notify(Step::Stopped);
     Ok(ServerExit::Stopped { shutdown_sent })
+}
+
+/// Starts the background updater once the process's PackageKit client exists (no system bus:
+/// logged, no updates).
+fn spawn_background_updates(
+    state: Arc<GarconState>,
+    paths: &Paths,
+    schedule: crate::package_updates::UpdateSchedule,
+) -> JoinHandle<()> {
+    let config = crate::package_updates::config_path(
+        std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()),
+        paths.home.as_deref(),
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(schedule.initial_delay).await;
+        let packages = match crate::packages::packages_for(&state).await {
+            Ok(packages) => packages,
+            Err(reason) => {
+                tracing::warn!(reason, "no background package updates");
+                return;
+            }
+        };
+        let updater = crate::package_updates::BackgroundUpdates::new(
+            packages.packagekit().clone(),
+            packages.busy().clone(),
+            config,
+        )
+        .with_owner_cache(packages.package_id_cache().clone());
+        updater.run_every(schedule.interval).await;
+    })
 }
 
 /// Aborts a background task when dropped.

@@ -13,6 +13,11 @@ pub const STATUS_INSTALL: u32 = 9;
 /// `PkStatusEnum::FINISHED`.
 pub const STATUS_FINISHED: u32 = 18;
 
+/// `PkInfoEnum::SECURITY`: a `GetUpdates` package that is a security update (the apt backend
+/// reports it for updates from an archive whose suite ends in `-security`, or labelled
+/// `Debian-Security`).
+pub const INFO_SECURITY: u32 = 8;
+
 /// `Percentage` value meaning "unknown".
 pub const PERCENTAGE_UNKNOWN: u32 = 101;
 
@@ -22,6 +27,14 @@ pub const FILTER_RESOLVE: u64 = 1;
 /// Filter argument the reference passes to `SearchFiles` (raw enum value 2, i.e. the "none" bit,
 /// not "installed"). Kept for parity (§5.4 filter quirk).
 pub const FILTER_SEARCH_FILES: u64 = 2;
+
+/// Filter for `GetUpdates`: the "none" bit (`1 << PK_FILTER_ENUM_NONE`), as `pkcon get-updates`
+/// sends it.
+pub const FILTER_GET_UPDATES: u64 = 1 << 1;
+
+/// Transaction flags for background updates: ONLY_TRUSTED (`1 << 1`), so that an automatic
+/// update never installs from an unauthenticated source.
+pub const TRANSACTION_FLAGS_ONLY_TRUSTED: u64 = 1 << 1;
 
 /// Transaction flags for installs and removals: none. In particular not ONLY_TRUSTED (2), which
 /// would refuse unsigned local `.deb` files.

@@ -3,7 +3,9 @@
 //! * [`PackageKit`]: a client on the system bus (or any bus address). Operations:
 //!   [`PackageKit::details_local`], [`PackageKit::details`], [`PackageKit::resolve`],
 //!   [`PackageKit::owner_of_file`], [`PackageKit::install`], [`PackageKit::remove`],
-//!   [`PackageKit::remove_owner_of`], and the raw [`PackageKit::begin`] transaction.
+//!   [`PackageKit::remove_owner_of`], the background-update transactions
+//!   [`PackageKit::refresh_cache`], [`PackageKit::get_updates`], [`PackageKit::update_packages`],
+//!   and the raw [`PackageKit::begin`] transaction.
 //! * Every transaction subscribes to its signals before issuing the request, watches
 //!   `NameOwnerChanged` so that a daemon dying mid-transaction fails it ("PackageKit D-Bus service
 //!   died, abort operation"), bounds every method call ([`Timeouts::call`]) and the whole
@@ -20,6 +22,7 @@ pub mod owner_cache;
 pub mod package_id;
 pub mod proxy;
 pub mod transaction;
+pub mod updates;
 
 #[cfg(feature = "test-env")]
 pub mod testenv;
@@ -33,5 +36,6 @@ pub use error::{DbusError, Failure, GeneralError};
 pub use owner_cache::PackageIdCache;
 pub use package_id::{PackageId, PackageIdError};
 pub use transaction::{Event, Properties, Request, Timeouts, Transaction};
+pub use updates::Update;
 /// The zbus this crate is built on (for callers handing in a `zbus::Connection`).
 pub use zbus;

@@ -76,6 +76,15 @@ pub trait Transaction {
     /// Installs packages by id.
     fn install_packages(&self, transaction_flags: u64, package_ids: &[&str]) -> zbus::Result<()>;
 
+    /// Refreshes the package lists (`force` = even if they are fresh).
+    fn refresh_cache(&self, force: bool) -> zbus::Result<()>;
+
+    /// Available updates (`Package` signals whose `info` is the update kind, e.g. SECURITY).
+    fn get_updates(&self, filter: u64) -> zbus::Result<()>;
+
+    /// Updates packages to the given (newer) package ids.
+    fn update_packages(&self, transaction_flags: u64, package_ids: &[&str]) -> zbus::Result<()>;
+
     /// Removes packages by id.
     fn remove_packages(
         &self,

@@ -65,6 +65,12 @@ pub enum Request<'a> {
     InstallPackages(&'a str),
     /// `RemovePackages(0, [package_id], allow_deps=false, autoremove=true)`.
     RemovePackages(&'a str),
+    /// `RefreshCache(force)`.
+    RefreshCache(bool),
+    /// `GetUpdates(2)` (the "none" filter bit).
+    GetUpdates,
+    /// `UpdatePackages(ONLY_TRUSTED, package_ids)`.
+    UpdatePackages(&'a [&'a str]),
 }
 
 impl Request<'_> {
@@ -78,11 +84,17 @@ impl Request<'_> {
             Request::InstallFiles(_) => "InstallFiles",
             Request::InstallPackages(_) => "InstallPackages",
             Request::RemovePackages(_) => "RemovePackages",
+            Request::RefreshCache(_) => "RefreshCache",
+            Request::GetUpdates => "GetUpdates",
+            Request::UpdatePackages(_) => "UpdatePackages",
         }
     }
 
     async fn issue(&self, proxy: &TransactionProxy<'_>) -> zbus::Result<()> {
-        use crate::enums::{FILTER_RESOLVE, FILTER_SEARCH_FILES, TRANSACTION_FLAGS_NONE as NONE};
+        use crate::enums::{
+            FILTER_GET_UPDATES, FILTER_RESOLVE, FILTER_SEARCH_FILES,
+            TRANSACTION_FLAGS_NONE as NONE, TRANSACTION_FLAGS_ONLY_TRUSTED as ONLY_TRUSTED,
+        };
         match *self {
             Request::GetDetailsLocal(file) => proxy.get_details_local(&[file]).await,
             Request::GetDetails(id) => proxy.get_details(&[id]).await,
@@ -91,6 +103,9 @@ impl Request<'_> {
             Request::InstallFiles(file) => proxy.install_files(NONE, &[file]).await,
             Request::InstallPackages(id) => proxy.install_packages(NONE, &[id]).await,
             Request::RemovePackages(id) => proxy.remove_packages(NONE, &[id], false, true).await,
+            Request::RefreshCache(force) => proxy.refresh_cache(force).await,
+            Request::GetUpdates => proxy.get_updates(FILTER_GET_UPDATES).await,
+            Request::UpdatePackages(ids) => proxy.update_packages(ONLY_TRUSTED, ids).await,
         }
     }
 }
