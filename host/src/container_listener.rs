@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use crostini_common::{Address, Peer};
+use crostini_common::Peer;
 use crostini_proto::vm_tools::container::{
     self as ct, container_listener_server::ContainerListener,
 };
 use crostini_proto::vm_tools::EmptyMessage;
 use tonic::{Request, Response, Status};
 
-use crate::registry::ContainerRecord;
+use crate::handlers as handler_values;
+use crate::registry::{ContainerFacts, ContainerRecord, LOCAL_VM_CID};
 use crate::state::{handle, HostState};
+use crate::url::UrlContext;
 
 /// The metric names Termina's default container may report (garcon-host §13).
 const KNOWN_METRICS: [&str; 4] = [
@@ -21,20 +23,11 @@ const KNOWN_METRICS: [&str; 4] = [
     "crostini-disk-kb-written",
 ];
 const MAX_METRICS: usize = 32;
-const URL_SCHEMES: [&str; 6] = ["data", "file", "ftp", "http", "https", "mailto"];
 
-/// The caller-independent OpenUrl checks: a scheme (case-insensitive) from [`URL_SCHEMES`], and
-/// no `..` path segment in a `file:` URL. Public for the fuzz target.
+/// The caller-independent OpenUrl checks ([`crate::url::check`]). Public for the fuzz target.
 #[doc(hidden)]
 pub fn url_is_acceptable(url: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once(':') else {
-        return false;
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme == "file" && rest.split('/').any(|part| part == "..") {
-        return false;
-    }
-    URL_SCHEMES.contains(&scheme.as_str())
+    crate::url::check(url).is_ok()
 }
 
 pub struct ContainerListenerService {
@@ -65,66 +58,103 @@ impl ContainerListenerService {
             .ok_or_else(|| Status::failed_precondition("Could not find container for token"))
     }
 
-    fn ready(&self, peer: &Peer, info: &ct::ContainerStartupInfo) -> Result<EmptyMessage, Status> {
-        let cid = self.vm(peer)?;
-        let garcon_address = match peer {
-            Peer::Vsock { cid, .. } => Some(Address::vsock(*cid, info.garcon_port)),
-            Peer::Tcp(addr) => u16::try_from(info.garcon_port)
-                .ok()
-                .filter(|p| *p != 0)
-                .map(|p| Address::tcp(addr.ip().to_string(), p)),
-            _ => None,
-        };
-        let record = ContainerRecord {
-            name: String::new(),
-            token: info.token.clone(),
-            garcon_port: info.garcon_port,
-            sftp_port: info.sftp_port,
-            garcon_address,
-        };
-        if self.state.registry.active(cid, &record.token).is_none() {
-            if let Some(container) = self.state.external_token(&record.token) {
-                self.state
-                    .registry
-                    .add_pending(cid, &record.token, &container);
-            }
-        }
-        self.state
-            .registry
-            .activate(cid, record)
-            .map(|_| EmptyMessage {})
-            .ok_or_else(|| Status::failed_precondition("Cannot find VM for ContainerListener"))
-    }
-
     /// OpenUrl and OpenTerminal validate the caller first and only then count it against the
     /// shared budget (a deviation from cicerone, which counts first: there, calls with a wrong
     /// token from any VM use up the real container's budget). Issue 9 defect 11.
-    fn open_url(&self, peer: &Peer, req: &ct::OpenUrlRequest) -> Result<EmptyMessage, Status> {
+    async fn open_url(
+        &self,
+        peer: &Peer,
+        req: &ct::OpenUrlRequest,
+    ) -> Result<EmptyMessage, Status> {
         let failure = || Status::failed_precondition("Failure in OpenUrl");
-        self.active_container(peer, &req.token)
+        let container = self
+            .active_container(peer, &req.token)
             .map_err(|_| failure())?;
         if !self.state.url_terminal_limiter.allow() {
             return Err(Status::resource_exhausted("OpenUrl rate limit exceeded"));
         }
-        if !url_is_acceptable(&req.url) {
-            return Err(failure());
+        let (values, facts) = self.handler_values(peer, &container);
+        let desktop = &self.state.desktop;
+        let context = UrlContext {
+            container_ipv4: facts.ipv4,
+            shares: &desktop.shares,
+        };
+        let url = crate::url::translate(&req.url, &context).map_err(|refusal| {
+            tracing::info!(url = %req.url, %refusal, "OpenUrl refused");
+            failure()
+        })?;
+        tracing::info!(from = %req.url, to = %url, "OpenUrl");
+        match &desktop.url_handler {
+            Some(handler) => {
+                let values = handler_values::Values {
+                    url: Some(url),
+                    ..values
+                };
+                handler.spawn(&values).await.map_err(|e| {
+                    tracing::warn!(error = %e, "url handler");
+                    failure()
+                })?;
+            }
+            None if desktop.print => eprintln!("OpenUrl: {url}"),
+            None => {}
         }
         Ok(EmptyMessage {})
     }
 
-    fn open_terminal(
+    async fn open_terminal(
         &self,
         peer: &Peer,
         req: &ct::OpenTerminalRequest,
     ) -> Result<EmptyMessage, Status> {
-        self.active_container(peer, &req.token)
-            .map_err(|_| Status::failed_precondition("Failure in OpenTerminal"))?;
+        let failure = || Status::failed_precondition("Failure in OpenTerminal");
+        let container = self
+            .active_container(peer, &req.token)
+            .map_err(|_| failure())?;
         if !self.state.url_terminal_limiter.allow() {
             return Err(Status::resource_exhausted(
                 "OpenTerminal rate limit exceeded",
             ));
         }
+        let (values, _) = self.handler_values(peer, &container);
+        tracing::info!(container = %container.name, params = ?req.params, "OpenTerminal");
+        let desktop = &self.state.desktop;
+        match &desktop.terminal_handler {
+            Some(handler) => {
+                let values = handler_values::Values {
+                    params: req.params.clone(),
+                    ..values
+                };
+                handler.spawn(&values).await.map_err(|e| {
+                    tracing::warn!(error = %e, "terminal handler");
+                    failure()
+                })?;
+            }
+            None if desktop.print => eprintln!(
+                "OpenTerminal: container {} params {:?}",
+                container.name, req.params
+            ),
+            None => {}
+        }
         Ok(EmptyMessage {})
+    }
+
+    /// The placeholders' values for a handler run for `container`, and what is known of it.
+    fn handler_values(
+        &self,
+        peer: &Peer,
+        container: &ContainerRecord,
+    ) -> (handler_values::Values, ContainerFacts) {
+        let registry = &self.state.registry;
+        let cid = registry.vm_cid(peer).unwrap_or(LOCAL_VM_CID);
+        let facts = registry.facts(cid, &container.name).unwrap_or_default();
+        let values = handler_values::Values {
+            vm: registry.vm_name(cid).unwrap_or_default(),
+            container: container.name.clone(),
+            user: facts.username.clone(),
+            ipv4: facts.ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+            ..Default::default()
+        };
+        (values, facts)
     }
 
     fn metrics(
@@ -132,7 +162,7 @@ impl ContainerListenerService {
         peer: &Peer,
         req: &ct::ReportMetricsRequest,
     ) -> Result<ct::ReportMetricsResponse, Status> {
-        self.vm(peer)?;
+        let cid = self.vm(peer)?;
         if req.metric.len() > MAX_METRICS {
             return Err(Status::failed_precondition("Too many metrics"));
         }
@@ -145,7 +175,7 @@ impl ContainerListenerService {
             return Err(Status::failed_precondition("Invalid metric name"));
         }
         let error = if self.active_container(peer, &req.token).is_err()
-            || !self.state.metrics_limiter.allow()
+            || !self.state.metrics_limiter.allow(cid)
             || !req
                 .metric
                 .iter()
@@ -171,8 +201,9 @@ impl ContainerListener for ContainerListenerService {
         &self,
         req: Request<ct::ContainerStartupInfo>,
     ) -> Result<Response<EmptyMessage>, Status> {
-        handle!(self, req, ContainerReady, |peer, msg| self
-            .ready(&peer, &msg))
+        handle!(self, req, ContainerReady, |peer, msg| {
+            crate::ready::container_ready(&self.state, &peer, &msg).await
+        })
     }
 
     async fn container_shutdown(
@@ -181,8 +212,11 @@ impl ContainerListener for ContainerListenerService {
     ) -> Result<Response<EmptyMessage>, Status> {
         handle!(self, req, ContainerShutdown, |peer, msg| {
             self.active_container(&peer, &msg.token).map(|_| {
-                if let Some(cid) = self.state.registry.vm_cid(&peer) {
-                    self.state.registry.deactivate(cid, &msg.token);
+                let registry = &self.state.registry;
+                if let Some(cid) = registry.vm_cid(&peer) {
+                    if let Some(gone) = registry.deactivate(cid, &msg.token) {
+                        registry.update_facts(cid, &gone.name, |f| f.state = "shutdown".into());
+                    }
                 }
                 EmptyMessage {}
             })
@@ -215,7 +249,9 @@ impl ContainerListener for ContainerListenerService {
         &self,
         req: Request<ct::OpenUrlRequest>,
     ) -> Result<Response<EmptyMessage>, Status> {
-        handle!(self, req, OpenUrl, |peer, msg| self.open_url(&peer, &msg))
+        handle!(self, req, OpenUrl, |peer, msg| self
+            .open_url(&peer, &msg)
+            .await)
     }
 
     async fn install_linux_package_progress(
@@ -256,7 +292,8 @@ impl ContainerListener for ContainerListenerService {
         req: Request<ct::OpenTerminalRequest>,
     ) -> Result<Response<EmptyMessage>, Status> {
         handle!(self, req, OpenTerminal, |peer, msg| self
-            .open_terminal(&peer, &msg))
+            .open_terminal(&peer, &msg)
+            .await)
     }
 
     async fn update_mime_types(

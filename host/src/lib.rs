@@ -9,12 +9,15 @@ pub mod cli;
 pub mod clients;
 pub mod container_listener;
 pub mod events;
+pub mod handlers;
 pub mod rate_limit;
+pub mod ready;
 pub mod registry;
 pub mod server;
 pub mod state;
 pub mod state_dir;
 pub mod tremplin_listener;
+pub mod url;
 
 pub use events::{Event, Payload};
 pub use server::{HostConfig, RunningHost};

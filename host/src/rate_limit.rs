@@ -1,5 +1,6 @@
 //! Fixed-window rate limiting as cicerone does it, with an injectable clock.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,44 @@ impl FixedWindow {
     }
 }
 
+/// One [`FixedWindow`] per key (per VM for ReportMetrics, as cicerone keeps one per VM), created
+/// at a key's first call.
+pub struct PerKey {
+    limit: u32,
+    window: Duration,
+    clock: Arc<dyn Clock>,
+    windows: Mutex<HashMap<u32, Arc<FixedWindow>>>,
+}
+
+impl PerKey {
+    pub fn new(limit: u32, window: Duration, clock: Arc<dyn Clock>) -> Self {
+        PerKey {
+            limit,
+            window,
+            clock,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one call of `key`; false when it exceeds that key's budget.
+    pub fn allow(&self, key: u32) -> bool {
+        let window = self
+            .windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(FixedWindow::new(
+                    self.limit,
+                    self.window,
+                    self.clock.clone(),
+                ))
+            })
+            .clone();
+        window.allow()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +112,18 @@ mod tests {
         assert!(!limiter.allow());
         *clock.0.lock().expect("lock") += Duration::from_secs(15);
         assert!(limiter.allow());
+    }
+
+    #[test]
+    fn each_key_has_its_own_budget() {
+        let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+        let limiter = PerKey::new(40, Duration::from_secs(60), clock.clone());
+        for _ in 0..40 {
+            assert!(limiter.allow(3));
+        }
+        assert!(!limiter.allow(3), "41st call of VM 3");
+        assert!(limiter.allow(4), "VM 4 is not limited by VM 3's calls");
+        *clock.0.lock().expect("lock") += Duration::from_secs(60);
+        assert!(limiter.allow(3), "next window");
     }
 }

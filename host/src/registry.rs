@@ -2,9 +2,11 @@
 //! vsock CID, container by its token (pending until ContainerReady, then active).
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use crostini_common::{Address, Peer};
+use serde::Serialize;
 
 /// Non-vsock peers (unix and tcp transports, used on machines without vsock) are attributed to the
 /// configured local VM. Cicerone would give them CID 0 (Plugin VM); the stand-in serves Termina-style
@@ -21,9 +23,46 @@ pub struct ContainerRecord {
     pub garcon_address: Option<Address>,
 }
 
+/// What the host learned about a container (from tremplin's reports, GetContainerInfo and
+/// GetContainerUsername), by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerFacts {
+    /// The latest state: `starting`, `started`, `ready` (garcon registered), `stopping`,
+    /// `stopped`, `shutdown` (garcon said goodbye), `failed`.
+    pub state: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub username: String,
+    pub homedir: String,
+}
+
+/// One container in [`VmStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    #[serde(flatten)]
+    pub facts: ContainerFacts,
+    /// Where the host reaches garcon, when registered and known.
+    pub garcon_endpoint: Option<String>,
+}
+
+/// One VM and its containers, for `crostini-host status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VmStatus {
+    pub vm: String,
+    /// The vsock CID, or none for the local VM (unix and tcp peers).
+    pub cid: Option<u32>,
+    pub containers: Vec<ContainerStatus>,
+}
+
 #[derive(Debug, Default)]
 struct Vm {
     name: String,
+    /// Where this VM's tremplin serves, when known.
+    tremplin: Option<Address>,
+    facts: HashMap<String, ContainerFacts>,
+    /// Tokens registered directly by a test harness, taken as running at this address without
+    /// asking tremplin.
+    trusted: HashMap<String, Ipv4Addr>,
     pending: HashMap<String, String>,
     active: HashMap<String, ContainerRecord>,
     /// Every token ever handed out and its container, so that records of calls made with a
@@ -77,6 +116,84 @@ impl Registry {
             vm.pending.insert(token.to_string(), container.to_string());
             vm.seen.insert(token.to_string(), container.to_string());
         }
+    }
+
+    /// Records a token for a container taken as running at `ipv4` without asking tremplin (test
+    /// harnesses, which register containers directly).
+    pub fn add_trusted(&self, cid: u32, token: &str, container: &str, ipv4: Ipv4Addr) {
+        self.add_pending(cid, token, container);
+        if let Some(vm) = self.lock().get_mut(&cid) {
+            vm.trusted.insert(token.to_string(), ipv4);
+        }
+    }
+
+    /// The address a trusted token's container was registered with.
+    pub fn trusted_address(&self, cid: u32, token: &str) -> Option<Ipv4Addr> {
+        self.lock().get(&cid)?.trusted.get(token).copied()
+    }
+
+    /// The container a pending or active token of this VM belongs to.
+    pub fn container_of(&self, cid: u32, token: &str) -> Option<String> {
+        let vms = self.lock();
+        let vm = vms.get(&cid)?;
+        vm.pending
+            .get(token)
+            .cloned()
+            .or_else(|| vm.active.get(token).map(|c| c.name.clone()))
+    }
+
+    pub fn set_tremplin(&self, cid: u32, address: Address) {
+        if let Some(vm) = self.lock().get_mut(&cid) {
+            vm.tremplin = Some(address);
+        }
+    }
+
+    /// Where this VM's tremplin serves, when known.
+    pub fn tremplin(&self, cid: u32) -> Option<Address> {
+        self.lock().get(&cid)?.tremplin.clone()
+    }
+
+    /// Updates what is known about container `name` of the VM.
+    pub fn update_facts(&self, cid: u32, name: &str, update: impl FnOnce(&mut ContainerFacts)) {
+        if let Some(vm) = self.lock().get_mut(&cid) {
+            update(vm.facts.entry(name.to_string()).or_default());
+        }
+    }
+
+    pub fn facts(&self, cid: u32, name: &str) -> Option<ContainerFacts> {
+        self.lock().get(&cid)?.facts.get(name).cloned()
+    }
+
+    /// Every VM and the containers the host heard of, sorted by name.
+    pub fn snapshot(&self) -> Vec<VmStatus> {
+        let vms = self.lock();
+        let mut out: Vec<VmStatus> = vms
+            .iter()
+            .map(|(cid, vm)| {
+                let mut containers: Vec<ContainerStatus> = vm
+                    .facts
+                    .iter()
+                    .map(|(name, facts)| ContainerStatus {
+                        name: name.clone(),
+                        facts: facts.clone(),
+                        garcon_endpoint: vm
+                            .active
+                            .values()
+                            .find(|c| &c.name == name)
+                            .and_then(|c| c.garcon_address.as_ref())
+                            .map(ToString::to_string),
+                    })
+                    .collect();
+                containers.sort_by(|a, b| a.name.cmp(&b.name));
+                VmStatus {
+                    vm: vm.name.clone(),
+                    cid: (*cid != LOCAL_VM_CID).then_some(*cid),
+                    containers,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.vm.cmp(&b.vm));
+        out
     }
 
     /// ContainerReady: moves a pending token to active (or refreshes an active one).

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::container_listener::ContainerListenerService;
 use crate::events::{Event, WaitTimeout};
 use crate::registry::LOCAL_VM_CID;
-use crate::state::HostState;
+use crate::state::{Desktop, HostState};
 use crate::tremplin_listener::TremplinListenerService;
 
 /// Cicerone's default ContainerListener address.
@@ -33,6 +33,12 @@ pub struct HostConfig {
     /// Socket mode and vsock peers of both listeners. The host accepts every vsock CID (each is
     /// a VM it serves); unix socket files get mode 0600 unless widened.
     pub listen_options: ListenOptions,
+    /// Where the local VM's tremplin serves, asked at ContainerReady (GetContainerInfo). `None`:
+    /// only directly registered containers ([`RunningHost::register_container`]) or a vsock VM's
+    /// tremplin at `vsock:<cid>:8890`.
+    pub tremplin_address: Option<Address>,
+    /// What OpenUrl and OpenTerminal run.
+    pub desktop: Desktop,
 }
 
 impl Default for HostConfig {
@@ -42,6 +48,8 @@ impl Default for HostConfig {
             tremplin_listener: None,
             vm_name: "termina".to_string(),
             listen_options: ListenOptions::any_vsock_peer(),
+            tremplin_address: None,
+            desktop: Desktop::default(),
         }
     }
 }
@@ -58,7 +66,12 @@ pub struct RunningHost {
 impl RunningHost {
     /// Binds the configured listeners and serves them in the background.
     pub async fn start(config: HostConfig) -> Result<RunningHost, TransportError> {
-        let state = Arc::new(HostState::new(&config.vm_name));
+        let mut state = HostState::new(&config.vm_name);
+        state.desktop = config.desktop.clone();
+        if let Some(tremplin) = &config.tremplin_address {
+            state.registry.set_tremplin(LOCAL_VM_CID, tremplin.clone());
+        }
+        let state = Arc::new(state);
         let mut host = RunningHost {
             state: state.clone(),
             container_listener: None,
@@ -108,8 +121,22 @@ impl RunningHost {
         self.tremplin_listener.as_ref()
     }
 
-    /// Makes `token` a pending token of `container` in the local VM, as StartContainer does.
+    /// Test harness path: makes `token` a pending token of `container` in the local VM that is
+    /// taken as running at 127.0.0.1, without asking tremplin (the tests that use it run no
+    /// container, or no tremplin).
     pub fn register_container(&self, token: &str, container: &str) {
+        self.state.registry.add_trusted(
+            LOCAL_VM_CID,
+            token,
+            container,
+            std::net::Ipv4Addr::LOCALHOST,
+        );
+    }
+
+    /// Makes `token` a pending token of `container` in the local VM, as cicerone's
+    /// StartContainer does: its ContainerReady is accepted once tremplin (`tremplin_address`)
+    /// says the container runs with an IPv4 address.
+    pub fn expect_container(&self, token: &str, container: &str) {
         self.state
             .registry
             .add_pending(LOCAL_VM_CID, token, container);

@@ -4,11 +4,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crostini_common::Peer;
+use crostini_common::{Address, Peer};
 use tonic::{Response, Status};
 
 use crate::events::{EventLog, Payload};
-use crate::rate_limit::{Clock, FixedWindow, SystemClock};
+use crate::handlers::Command;
+use crate::rate_limit::{Clock, FixedWindow, PerKey, SystemClock};
 use crate::registry::Registry;
 
 /// OpenUrl and OpenTerminal share one fixed window: 10 calls per 15 s (garcon-host §6.2).
@@ -20,14 +21,35 @@ pub struct HostState {
     pub registry: Registry,
     pub events: EventLog,
     pub url_terminal_limiter: FixedWindow,
-    pub metrics_limiter: FixedWindow,
+    /// Per VM (keyed by CID), as cicerone limits ReportMetrics.
+    pub metrics_limiter: PerKey,
     scripted_failures: Mutex<HashMap<String, VecDeque<Status>>>,
     /// What SelectFile answers (Chrome's file picker stands here).
     pub select_file_answer: Mutex<Vec<String>>,
     /// Consulted for tokens this process did not hand out itself (e.g. tokens recorded in a
     /// state directory by a one-shot `tremplin start`).
     pub token_source: Mutex<Option<TokenSource>>,
+    /// Consulted for the local VM's tremplin address when none is configured (the address a
+    /// one-shot `tremplin start` recorded in a state directory).
+    pub tremplin_source: Mutex<Option<TremplinSource>>,
+    pub desktop: Desktop,
 }
+
+/// What OpenUrl and OpenTerminal do on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct Desktop {
+    /// Runs with the translated URL; none: the URL is only logged (and printed by `serve`).
+    pub url_handler: Option<Command>,
+    /// Runs for OpenTerminal; none: the request is only logged.
+    pub terminal_handler: Option<Command>,
+    /// Container paths shared with the host, for `file://` URLs.
+    pub shares: Vec<crate::url::Share>,
+    /// Print what would be opened on stderr when no handler is configured (`serve`).
+    pub print: bool,
+}
+
+/// Where the local VM's tremplin serves, when someone recorded it.
+pub type TremplinSource = Box<dyn Fn() -> Option<Address> + Send + Sync>;
 
 /// Maps a token to the container it was handed to.
 pub type TokenSource = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -46,11 +68,22 @@ impl HostState {
                 URL_TERMINAL_LIMIT.1,
                 clock.clone(),
             ),
-            metrics_limiter: FixedWindow::new(METRICS_LIMIT.0, METRICS_LIMIT.1, clock),
+            metrics_limiter: PerKey::new(METRICS_LIMIT.0, METRICS_LIMIT.1, clock),
             scripted_failures: Mutex::new(HashMap::new()),
             select_file_answer: Mutex::new(Vec::new()),
             token_source: Mutex::new(None),
+            tremplin_source: Mutex::new(None),
+            desktop: Desktop::default(),
         }
+    }
+
+    /// The local VM's tremplin address recorded by someone else, if any.
+    pub fn external_tremplin_address(&self) -> Option<Address> {
+        let source = self
+            .tremplin_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        source.as_ref().and_then(|lookup| lookup())
     }
 
     /// The container `token` was handed to by someone else, if the token source knows it.

@@ -2,7 +2,9 @@
 //! later (by a person or a script) can show the app list and follow progress reports.
 //!
 //! Layout: `events.jsonl` (every call, one JSON line each, appended), `apps/<container>.json`
-//! (the latest UpdateApplicationList), `mime/<container>.json` (the latest UpdateMimeTypes).
+//! (the latest UpdateApplicationList), `mime/<container>.json` (the latest UpdateMimeTypes),
+//! `status.json` (every VM and container with its state, address and username, rewritten when
+//! one changes), `tokens/` and `tremplin_address` (recorded by a one-shot `tremplin start`).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -83,6 +85,47 @@ impl StateDir {
     /// The container a token was handed to, if a one-shot command recorded it.
     pub fn container_for_token(&self, token: &str) -> Option<String> {
         std::fs::read_to_string(self.root.join("tokens").join(file_name(token))).ok()
+    }
+
+    /// Records where tremplin serves (by a one-shot `tremplin start`), so that `serve` can ask it
+    /// whether a container runs when its garcon reports.
+    pub fn set_tremplin_address(
+        &self,
+        address: &crostini_common::Address,
+    ) -> Result<(), StateDirError> {
+        let path = self.root.join("tremplin_address");
+        std::fs::write(&path, address.to_string()).map_err(io_err(&path))
+    }
+
+    pub fn tremplin_address(&self) -> Option<crostini_common::Address> {
+        std::fs::read_to_string(self.root.join("tremplin_address"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+
+    /// Replaces `status.json` with `vms`.
+    pub fn write_status(&self, vms: &[crate::registry::VmStatus]) -> Result<(), StateDirError> {
+        self.write_json(&self.status_path(), &vms)
+    }
+
+    /// When the latest app list of `container` was recorded, in seconds since the epoch.
+    pub fn app_list_time(&self, container: &str) -> Option<u64> {
+        let modified = std::fs::metadata(self.app_list_path(container))
+            .ok()?
+            .modified()
+            .ok()?;
+        Some(
+            modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs(),
+        )
     }
 
     /// Appends the event and refreshes the per-container snapshots it updates.

@@ -35,6 +35,14 @@ impl TremplinListenerService {
         }
         Ok(EmptyMessage {})
     }
+
+    /// Records a container's new state from a report (empty: nothing to record).
+    fn note(&self, peer: &Peer, name: &str, state: &str) {
+        let registry = &self.state.registry;
+        if let (false, Some(cid)) = (state.is_empty(), registry.vm_cid(peer)) {
+            registry.update_facts(cid, name, |f| f.state = state.to_string());
+        }
+    }
 }
 
 /// Cicerone casts these statuses into its D-Bus enums and refuses values outside them.
@@ -86,16 +94,33 @@ impl TremplinListener for TremplinListenerService {
         &self,
         req: Request<tp::ContainerStartProgress>,
     ) -> Result<Response<EmptyMessage>, Status> {
-        handle!(self, req, UpdateStartStatus, |peer, msg| self
-            .named(&peer, &msg.container_name))
+        handle!(self, req, UpdateStartStatus, |peer, msg| {
+            use tp::container_start_progress::Status as S;
+            let state = match S::try_from(msg.status) {
+                Ok(S::Started) => "started",
+                Ok(S::Starting) => "starting",
+                Ok(S::Failed) => "failed",
+                _ => "",
+            };
+            self.named(&peer, &msg.container_name)
+                .inspect(|_| self.note(&peer, &msg.container_name, state))
+        })
     }
 
     async fn update_stop_status(
         &self,
         req: Request<tp::ContainerStopProgress>,
     ) -> Result<Response<EmptyMessage>, Status> {
-        handle!(self, req, UpdateStopStatus, |peer, msg| self
-            .named(&peer, &msg.container_name))
+        handle!(self, req, UpdateStopStatus, |peer, msg| {
+            use tp::container_stop_progress::Status as S;
+            let state = match S::try_from(msg.status) {
+                Ok(S::Stopped) => "stopped",
+                Ok(S::Stopping) => "stopping",
+                _ => "",
+            };
+            self.named(&peer, &msg.container_name)
+                .inspect(|_| self.note(&peer, &msg.container_name, state))
+        })
     }
 
     async fn update_export_status(
@@ -129,6 +154,7 @@ impl TremplinListener for TremplinListenerService {
             if msg.container_name.is_empty() {
                 return Err(Status::invalid_argument("`container_name` cannot be empty"));
             }
+            self.note(&peer, &msg.container_name, "stopped");
             // Unknown containers are logged and still answered OK.
             if self
                 .state

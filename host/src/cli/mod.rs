@@ -4,6 +4,7 @@ pub mod garcon;
 pub mod output;
 pub mod reports;
 pub mod serve;
+pub mod status;
 pub mod tremplin;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,9 @@ pub enum Command {
     Tremplin(tremplin::TremplinArgs),
     /// Call garcon (the container agent).
     Garcon(garcon::GarconArgs),
+    /// Show every VM and container `serve` knows: state, address, user, garcon endpoint and
+    /// the time of the latest app list (needs --state-dir).
+    Status,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,5 +51,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args, state_dir).await,
         Command::Tremplin(args) => tremplin::run(args, state_dir.as_ref(), cli.json).await,
         Command::Garcon(args) => garcon::run(args, state_dir.as_ref(), cli.json).await,
+        Command::Status => status::run(state_dir.as_ref(), cli.json),
     }
 }

@@ -7,10 +7,13 @@ use crostini_common::transport::ListenOptions;
 use crostini_common::Address;
 
 use crate::events::Payload;
+use crate::handlers::Command;
 use crate::server::{
     HostConfig, RunningHost, DEFAULT_CONTAINER_LISTENER, DEFAULT_TREMPLIN_LISTENER,
 };
+use crate::state::Desktop;
 use crate::state_dir::StateDir;
+use crate::url::Share;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -32,9 +35,31 @@ pub struct ServeArgs {
     /// Do not serve TremplinListener.
     #[arg(long)]
     pub no_tremplin_listener: bool,
-    /// Accept ContainerReady for this container token: CONTAINER=TOKEN (repeatable).
+    /// Accept ContainerReady for this container token: CONTAINER=TOKEN (repeatable). With
+    /// --tremplin-address the host asks tremplin whether the container runs, as for its own
+    /// tokens; without, the container is taken as running at 127.0.0.1 (for test harnesses).
     #[arg(long = "token", value_name = "CONTAINER=TOKEN", value_parser = parse_token)]
     pub tokens: Vec<(String, String)>,
+    /// Where the local VM's tremplin serves (its --listen). ContainerReady is accepted only when
+    /// tremplin's GetContainerInfo says RUNNING with an IPv4 address, as cicerone does. Default:
+    /// the address `crostini-host tremplin start` recorded in the state directory.
+    #[arg(long, value_name = "ADDRESS")]
+    pub tremplin_address: Option<Address>,
+    /// Run CMD with the translated URL for OpenUrl (no shell; {url}, {container}, {user},
+    /// {ipv4}, {vm} are replaced; the URL is appended without {url}). Default: print the URL on
+    /// stderr. On a desktop: --url-handler xdg-open.
+    #[arg(long, value_name = "CMD")]
+    pub url_handler: Option<Command>,
+    /// Run CMD for OpenTerminal (no shell; {params} stands for the requested command's words,
+    /// appended without it; {container}, {user}, {ipv4}, {vm} are replaced). E.g.
+    /// 'x-terminal-emulator -e lxc exec {container} -- sudo -iu {user} {params}'. Default:
+    /// print the request on stderr.
+    #[arg(long, value_name = "CMD")]
+    pub terminal_handler: Option<Command>,
+    /// A container path shared with the host: file:// URLs under it open the host path
+    /// (repeatable). Other file:// URLs are refused.
+    #[arg(long = "share", value_name = "CONTAINER_PATH=HOST_PATH")]
+    pub shares: Vec<Share>,
     /// Name of the VM that unix and tcp peers belong to.
     #[arg(long, default_value = "termina")]
     pub vm_name: String,
@@ -64,21 +89,38 @@ pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result
                 .unwrap_or(crostini_common::transport::peers::DEFAULT_SOCKET_MODE),
             ..ListenOptions::any_vsock_peer()
         },
+        tremplin_address: args.tremplin_address.clone(),
+        desktop: Desktop {
+            url_handler: args.url_handler.clone(),
+            terminal_handler: args.terminal_handler.clone(),
+            shares: args.shares.clone(),
+            print: true,
+        },
     };
     let host = RunningHost::start(config)
         .await
         .context("starting the listeners")?;
-    if let Some(dir) = &state_dir {
-        let dir = dir.clone();
+    if let Some(state) = &state_dir {
+        let dir = state.clone();
         *host
             .state
             .token_source
             .lock()
             .unwrap_or_else(|e| e.into_inner()) =
             Some(Box::new(move |token: &str| dir.container_for_token(token)));
+        let dir = state.clone();
+        *host
+            .state
+            .tremplin_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || dir.tremplin_address()));
     }
     for (container, token) in &args.tokens {
-        host.register_container(token, container);
+        if args.tremplin_address.is_some() {
+            host.expect_container(token, container);
+        } else {
+            host.register_container(token, container);
+        }
     }
     if let Some(a) = host.container_listener_address() {
         eprintln!("ContainerListener on {a}");
@@ -94,14 +136,21 @@ pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result
                     println!("{}", event.to_json_line());
                     if matches!(event.payload, Payload::ContainerReady(_)) && !event.is_ok() {
                         eprintln!(
-                            "ContainerReady refused: the token is not one this host handed out; \
-                             pass --token CONTAINER=TOKEN, or start the container with \
-                             `crostini-host --state-dir` pointing at this serve's state directory"
+                            "ContainerReady refused (the reason is logged above): the token must \
+                             be one this host handed out (--token CONTAINER=TOKEN, or start the \
+                             container with `crostini-host --state-dir` pointing at this serve's \
+                             state directory), and tremplin (--tremplin-address) must say the \
+                             container runs with an IPv4 address"
                         );
                     }
                     if let Some(dir) = &state_dir {
                         if let Err(e) = dir.record(&event) {
                             eprintln!("{e}");
+                        }
+                        if changes_status(&event.payload) {
+                            if let Err(e) = dir.write_status(&host.state.registry.snapshot()) {
+                                eprintln!("{e}");
+                            }
                         }
                     }
                 }
@@ -116,4 +165,17 @@ pub async fn run(args: ServeArgs, state_dir: Option<StateDir>) -> anyhow::Result
     }
     host.shutdown().await;
     Ok(())
+}
+
+/// Whether a call may change what `crostini-host status` shows.
+fn changes_status(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::ContainerReady(_)
+            | Payload::ContainerShutdown(_)
+            | Payload::TremplinContainerShutdown(_)
+            | Payload::UpdateStartStatus(_)
+            | Payload::UpdateStopStatus(_)
+            | Payload::TremplinReady(_)
+    )
 }

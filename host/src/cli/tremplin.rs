@@ -208,6 +208,10 @@ pub async fn run(
         (None, Some(dir)) => Reports::StateDir(dir.follow()),
         (None, None) => Reports::Unavailable,
     };
+    if let Some(dir) = state_dir {
+        // `serve` asks this tremplin whether a container runs when its garcon reports.
+        dir.set_tremplin_address(&args.address)?;
+    }
     let client = clients::tremplin(&args.address)?;
     let result = call(
         client,
