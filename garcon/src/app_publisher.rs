@@ -19,6 +19,10 @@
 //! `debounce` + build time after it, and a continuous stream of changes still produces a build
 //! at least every `max_wait`. As upstream, at most one build runs at a time; a window that
 //! expires during a build starts the next build as soon as that one finishes.
+//!
+//! Executor threads stay free (issue 9 #1): the watcher is started inside the publisher task,
+//! its tree walks run on blocking threads, and so do the scan, caps and mapping of each build
+//! ([`build_application_list`]); only host calls and package-id lookups are async work.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
