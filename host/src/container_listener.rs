@@ -85,6 +85,10 @@ impl ContainerListenerService {
         })?;
         tracing::info!(from = %req.url, to = %url, "OpenUrl");
         match &desktop.url_handler {
+            Some(_) if crate::url::outside_shares(&req.url, &desktop.shares) => {
+                tracing::info!(url = %req.url, "OpenUrl: file URL outside every share not opened");
+                return Err(failure());
+            }
             Some(handler) => {
                 let values = handler_values::Values {
                     url: Some(url),

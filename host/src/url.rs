@@ -7,8 +7,9 @@
 //!   unparsable port or a port ≤ 1023 become the container's IPv4 address; higher ports are left
 //!   alone (cicerone's rule: those are tunneled). `[::1]` is an addition to cicerone's two names.
 //! - `file://` URLs under a shared container path map to the host path of the share; the prefix
-//!   must end at a `/` or at the end of the URL's path. Deviation: a `file://` URL under no share
-//!   is refused (cicerone hands it to Chrome, which would open the *host's* file of that path).
+//!   must end at a `/` or at the end of the URL's path. A `file://` URL under no share is left
+//!   as it is, as cicerone does; [`outside_shares`] tells the caller, which refuses to hand such
+//!   a URL to a desktop opener (it would open the *host's* file of that path).
 
 use std::net::Ipv4Addr;
 
@@ -46,8 +47,6 @@ pub enum UrlRefusal {
     Scheme,
     #[error("file URL with a parent reference")]
     ParentReference,
-    #[error("file URL outside every shared path")]
-    NotShared,
 }
 
 /// Decodes `%XX` escapes (bytes), leaving malformed escapes as they are.
@@ -108,7 +107,7 @@ pub fn translate(url: &str, ctx: &UrlContext<'_>) -> Result<String, UrlRefusal> 
     check(url)?;
     let (scheme, _) = url.split_once(':').ok_or(UrlRefusal::Scheme)?;
     if scheme.eq_ignore_ascii_case("file") {
-        return map_file(url, ctx.shares);
+        return Ok(map_file(url, ctx.shares).unwrap_or_else(|| url.to_string()));
     }
     Ok(match ctx.container_ipv4 {
         Some(ip) => replace_localhost(url, ip),
@@ -116,22 +115,28 @@ pub fn translate(url: &str, ctx: &UrlContext<'_>) -> Result<String, UrlRefusal> 
     })
 }
 
-fn map_file(url: &str, shares: &[Share]) -> Result<String, UrlRefusal> {
+/// Whether `url` is a `file:` URL that no share maps (checked before translation).
+pub fn outside_shares(url: &str, shares: &[Share]) -> bool {
+    let is_file = url
+        .split_once(':')
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("file"));
+    is_file && map_file(url, shares).is_none()
+}
+
+/// The host URL of a `file:` URL under a share.
+fn map_file(url: &str, shares: &[Share]) -> Option<String> {
     // `file://` then an empty host (or `localhost`) then the absolute path.
-    let rest = &url["file:".len()..];
+    let rest = url.get("file:".len()..)?;
     let path = match rest.strip_prefix("//") {
         Some(after) if after.starts_with('/') => after,
         Some(after) if after.starts_with("localhost/") => &after["localhost".len()..],
-        _ => return Err(UrlRefusal::NotShared),
+        _ => return None,
     };
-    for share in shares {
-        if let Some(tail) = path.strip_prefix(share.container_path.as_str()) {
-            if tail.is_empty() || tail.starts_with(['/', '?', '#']) {
-                return Ok(format!("file://{}{tail}", share.host_path));
-            }
-        }
-    }
-    Err(UrlRefusal::NotShared)
+    shares.iter().find_map(|share| {
+        let tail = path.strip_prefix(share.container_path.as_str())?;
+        (tail.is_empty() || tail.starts_with(['/', '?', '#']))
+            .then(|| format!("file://{}{tail}", share.host_path))
+    })
 }
 
 fn replace_localhost(url: &str, ip: Ipv4Addr) -> String {
@@ -206,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn file_urls_under_a_share_map_to_the_host_path_and_others_are_refused() {
+    fn file_urls_under_a_share_map_to_the_host_path_and_others_are_left_alone() {
         let shares = [
             "/home/user=/media/fuse/crostini_penguin"
                 .parse::<Share>()
@@ -233,14 +238,24 @@ mod tests {
                 "file://localhost/home/user/b",
                 Ok("file:///media/fuse/crostini_penguin/b"),
             ),
-            // The prefix must end at a `/`.
-            ("file:///home/username/a", Err(UrlRefusal::NotShared)),
-            ("file:///etc/passwd", Err(UrlRefusal::NotShared)),
-            ("file://otherhost/home/user/a", Err(UrlRefusal::NotShared)),
+            // Unchanged: the prefix must end at a `/`; no share; another host.
+            ("file:///home/username/a", Ok("file:///home/username/a")),
+            ("file:///etc/passwd", Ok("file:///etc/passwd")),
+            (
+                "file://otherhost/home/user/a",
+                Ok("file://otherhost/home/user/a"),
+            ),
         ];
         for (url, want) in cases {
-            assert_eq!(translate(url, &c).as_deref().map_err(Clone::clone), want, "{url}");
+            assert_eq!(
+                translate(url, &c).as_deref().map_err(Clone::clone),
+                want,
+                "{url}"
+            );
+            let mapped = want.is_ok_and(|w| w != url);
+            assert_eq!(outside_shares(url, &shares), !mapped, "{url}");
         }
+        assert!(!outside_shares("https://localhost/", &shares));
     }
 
     #[test]
