@@ -199,7 +199,7 @@ fn try_exec_found(try_exec: &str, path_env: Option<&std::ffi::OsStr>) -> bool {
     })
 }
 
-/// Base name of argv[0] of `Exec` expanded with no files (garcon-host §4.3), or `""` when the
+/// Base name of `argv[0]` of `Exec` expanded with no files (garcon-host §4.3), or `""` when the
 /// expansion is empty or the name is not ASCII.
 pub fn executable_file_name(entry: &DesktopEntry, desktop_file: &Path) -> String {
     let Some(argv0) = exec_argv0(entry, desktop_file) else {
