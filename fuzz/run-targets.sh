@@ -9,6 +9,7 @@
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer: address (default) or none
 #   FUZZ_NICE        niceness of the fuzzing processes, default 19 (the machine may be shared)
 #   FUZZ_TARGET_DIR  cargo target directory, default fuzz/target
+#   FUZZ_BIN_DIR     run the fuzz binaries found there and skip the build
 #   FUZZ_WORK        where new corpus entries go, default a temporary directory (deleted);
 #                    the committed seeds in corpus/<target> are only read
 # Arguments: target names (default: all of `cargo fuzz list`).
@@ -39,11 +40,13 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 target_dir=${FUZZ_TARGET_DIR:-target}
 build_start=$(date +%s)
-cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
+if [ -z "${FUZZ_BIN_DIR:-}" ]; then
+    cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
+fi
 build_seconds=$(( $(date +%s) - build_start ))
 
 triple=$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')
-bin_dir=$target_dir/$triple/release
+bin_dir=${FUZZ_BIN_DIR:-$target_dir/$triple/release}
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list); fi
 
 work=${FUZZ_WORK:-}
