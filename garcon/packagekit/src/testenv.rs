@@ -54,6 +54,9 @@ pub struct EnvOptions {
     pub polkitd: bool,
     /// Start packagekitd.
     pub packagekitd: bool,
+    /// `APT_CONFIG` for packagekitd (e.g. [`UpdateRepo::apt_config`]: its own sources, lists and
+    /// cache, so that a refresh neither reaches the network nor touches the machine's apt state).
+    pub apt_config: Option<PathBuf>,
 }
 
 impl Default for EnvOptions {
@@ -62,6 +65,7 @@ impl Default for EnvOptions {
             backend: None,
             polkitd: true,
             packagekitd: true,
+            apt_config: None,
         }
     }
 }
@@ -118,6 +122,9 @@ impl TestEnv {
         }
         if !options.packagekitd {
             cmd.arg("--no-packagekitd");
+        }
+        if let Some(apt_config) = &options.apt_config {
+            cmd.env("APT_CONFIG", apt_config);
         }
         cmd.arg(self.dir.path());
         let output = cmd.output().expect("run tests/packagekit/start-env.sh");
@@ -314,6 +321,74 @@ impl Fixtures {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The local apt repositories of the background-update tests
+/// (`tests/packagekit/build-update-repo.sh`): version 1 of three packages to install, and
+/// repositories with version 2 of each.
+#[derive(Debug)]
+pub struct UpdateRepo {
+    dir: tempfile::TempDir,
+}
+
+/// From the repository with Origin `Google`, Suite `stable` (id data `google-stable-main`).
+pub const UPD_CROS: &str = "crostini-fixture-upd-cros";
+/// From Origin `Debian`, Suite `x-security` (GetUpdates info SECURITY).
+pub const UPD_SECURITY: &str = "crostini-fixture-upd-security";
+/// From Origin `Example`, Suite `stable` (info NORMAL, data `example-stable-main`).
+pub const UPD_OTHER: &str = "crostini-fixture-upd-other";
+
+impl UpdateRepo {
+    /// Builds the packages and repositories into a fresh temporary directory.
+    pub fn build() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("crostini-pk-update-repo.")
+            .tempdir()
+            .expect("create the repository directory");
+        let output = Command::new(script("build-update-repo.sh"))
+            .arg(dir.path())
+            .output()
+            .expect("run tests/packagekit/build-update-repo.sh");
+        assert!(
+            output.status.success(),
+            "build-update-repo.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { dir }
+    }
+
+    /// The `APT_CONFIG` file for packagekitd.
+    pub fn apt_config(&self) -> PathBuf {
+        self.dir.path().join("apt.conf")
+    }
+
+    /// Installs version 1 of `package` with dpkg.
+    pub fn install_v1(&self, package: &str) {
+        let deb = self.dir.path().join(format!("v1/{package}_1_all.deb"));
+        let output = Command::new("dpkg")
+            .arg("-i")
+            .arg(&deb)
+            .output()
+            .expect("run dpkg -i");
+        assert!(
+            output.status.success(),
+            "dpkg -i {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The installed version of `package`, or `None` when it is not installed.
+pub fn installed_version(package: &str) -> Option<String> {
+    if !is_installed(package) {
+        return None;
+    }
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .expect("run dpkg-query");
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// `dpkg-query`'s `${Status}` for `package` (`install ok installed` when installed), or `None`
