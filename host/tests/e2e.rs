@@ -471,6 +471,8 @@ async fn crostini_end_to_end_on_real_lxd() {
     let host = RunningHost::start(HostConfig {
         container_listener: Some(Address::unix(d("sock/8889.sock"))),
         tremplin_listener: Some(Address::unix(d("sock/7778.sock"))),
+        // ContainerReady asks this tremplin (GetContainerInfo) whether the container runs.
+        tremplin_address: Some(Address::unix(d("tremplin.sock"))),
         ..HostConfig::default()
     })
     .await
@@ -748,7 +750,7 @@ async fn crostini_end_to_end_on_real_lxd() {
     // ---- StartContainer with a token ------------------------------------------------------
     let t = Instant::now();
     let token = new_token();
-    w.host.register_container(&token, &name);
+    w.host.expect_container(&token, &name);
     let from = w.seq();
     let r = w
         .tremplin_client
@@ -894,6 +896,20 @@ async fn crostini_end_to_end_on_real_lxd() {
         info.token, token,
         "garcon presents the token tremplin mounted"
     );
+    // Accepted because tremplin's GetContainerInfo said RUNNING with the container's address.
+    let facts = w
+        .host
+        .state
+        .registry
+        .facts(crostini_host::registry::LOCAL_VM_CID, &name)
+        .expect("the host recorded the container");
+    assert!(
+        facts
+            .ipv4
+            .is_some_and(|ip| ip.octets()[..3] == [100, 115, 92]),
+        "address from GetContainerInfo in {SUBNET}: {facts:?}"
+    );
+    assert_eq!(facts.username, USER, "GetContainerUsername: {facts:?}");
     stages.done(
         "ContainerReady",
         t,
@@ -1425,7 +1441,7 @@ async fn crostini_end_to_end_on_real_lxd() {
     // with the import) reads the new token and reports.
     let t = Instant::now();
     let token2 = new_token();
-    w.host.register_container(&token2, &name);
+    w.host.expect_container(&token2, &name);
     let from = w.seq();
     let r = w
         .tremplin_client
