@@ -6,7 +6,8 @@
 //!
 //! One garcon per row (start-up is ~0.2 s), so a row that wedges garcon cannot hide the next.
 //! Big inputs are generated at run time. Rows whose fix has not landed are `#[ignore]`d with
-//! the defect number of the issue.
+//! the defect number of the issue. `GARCON_UNDER_TEST=<path>` runs the table against another
+//! garcon build (e.g. one from before the issue 9 fixes).
 
 mod common;
 #[path = "../../tests/support/raw_grpc.rs"]

@@ -24,6 +24,9 @@ use tonic::transport::Channel;
 
 pub const TOKEN: &str = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa";
 pub const GARCON: &str = env!("CARGO_BIN_EXE_garcon");
+/// Runs the tests against another garcon build (e.g. one from before a fix, to see a table
+/// row fail there) instead of [`GARCON`].
+pub const GARCON_OVERRIDE: &str = "GARCON_UNDER_TEST";
 /// The known-good app and icon of every sandbox (`data/applications/good.desktop`, a 48 px PNG
 /// in `data/icons/hicolor/48x48/apps`).
 pub const GOOD: &str = "good";
@@ -135,7 +138,8 @@ impl Sandbox {
     /// `garcon --server` on `run/garcon.sock` with a hermetic environment plus `env`.
     pub fn spawn(&self, env: &[(&str, String)]) -> Server {
         let log = self.path("garcon.log");
-        let mut command = Command::new(GARCON);
+        let binary = std::env::var(GARCON_OVERRIDE).unwrap_or_else(|_| GARCON.to_string());
+        let mut command = Command::new(binary);
         command
             .args(["--server", "--allow_any_user", "--log-stderr", "--listen"])
             .arg(format!("unix://{}", self.garcon_socket().display()))
