@@ -70,7 +70,7 @@ impl Sink {
 }
 
 struct Setup {
-    _repo: UpdateRepo,
+    repo: UpdateRepo,
     env: TestEnv,
     config_dir: tempfile::TempDir,
 }
@@ -86,7 +86,7 @@ impl Setup {
             repo.install_v1(package);
         }
         Self {
-            _repo: repo,
+            repo,
             env,
             config_dir: tempfile::tempdir().expect("config dir"),
         }
@@ -212,4 +212,86 @@ async fn packagekit_background_update_and_user_install_share_the_busy_flag() {
     assert_eq!(terminal.status, InstallStatus::Succeeded, "{terminal:?}");
     assert_eq!(terminal.command_uuid, "after-update");
     assert!(installed_version(HELLO).is_some());
+}
+
+/// A loopback HTTP source that holds its first request for `hold`, reporting its arrival, and
+/// answers every request 404.
+fn slow_source(hold: Duration) -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("local addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            if n == 0 {
+                let _ = tx.send(());
+                std::thread::sleep(hold);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (
+        format!("deb [trusted=yes] http://127.0.0.1:{port}/ slow main"),
+        rx,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packagekit_user_install_during_background_refresh_is_accepted() {
+    require_root!();
+    let setup = Setup::start();
+    let (source, arrived) = slow_source(Duration::from_secs(3));
+    setup.repo.add_source(&source);
+    let fixtures = Fixtures::build();
+    let pk = setup.env.client(Timeouts::default()).await;
+    let sink = Arc::new(Sink::default());
+    let packages = Packages::new(pk.clone(), sink.clone());
+    let updater = BackgroundUpdates::new(pk, packages.busy().clone(), Some(setup.config()));
+
+    let run = tokio::spawn({
+        let updater = updater.clone();
+        async move { updater.run_once().await }
+    });
+    // RefreshCache is now fetching (the loopback source holds the request).
+    tokio::task::spawn_blocking(move || arrived.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("join")
+        .expect("the refresh reached the loopback source");
+    assert!(!run.is_finished(), "the run is still refreshing");
+    assert!(
+        !packages.busy().is_set(),
+        "the refresh does not hold the flag"
+    );
+    assert_eq!(
+        packages.install(
+            InstallRequest::File(fixtures.hello.clone()),
+            "during-refresh".into()
+        ),
+        InstallStart::Started
+    );
+    let terminal = sink.wait_terminal().await;
+    assert_eq!(terminal.status, InstallStatus::Succeeded, "{terminal:?}");
+    assert!(installed_version(HELLO).is_some());
+    // The run ends (its refresh may fail on the 404 source: logged, nothing else), bounded.
+    let outcome = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run ends")
+        .expect("run task");
+    eprintln!("background run outcome: {outcome:?}");
+    assert!(
+        matches!(
+            outcome,
+            RunOutcome::Failed {
+                step: "RefreshCache",
+                ..
+            } | RunOutcome::Updated(_)
+                | RunOutcome::Yielded
+        ),
+        "{outcome:?}"
+    );
 }

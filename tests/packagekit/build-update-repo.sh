@@ -84,5 +84,7 @@ Dir::Etc::SourceParts "$OUT/sources.list.d";
 Dir::State::Lists "$OUT/lists";
 Dir::Cache "$OUT/cache";
 Dir::Cache::archives "$OUT/cache/archives";
+Acquire::http::Proxy "DIRECT";
+Acquire::Retries "0";
 CONF
 echo "$OUT"

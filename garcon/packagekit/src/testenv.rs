@@ -362,6 +362,17 @@ impl UpdateRepo {
         self.dir.path().join("apt.conf")
     }
 
+    /// Appends a `deb ...` line to the sources packagekitd reads (e.g. a loopback HTTP source).
+    pub fn add_source(&self, line: &str) {
+        use std::io::Write;
+        let path = self.dir.path().join("sources.list");
+        let mut file = File::options()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        writeln!(file, "{line}").unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
     /// Installs version 1 of `package` with dpkg.
     pub fn install_v1(&self, package: &str) {
         let deb = self.dir.path().join(format!("v1/{package}_1_all.deb"));
