@@ -28,6 +28,9 @@ pub struct Daemon {
     pub(crate) ports_lock: tokio::sync::Mutex<()>,
     /// Last port list sent, to avoid re-sending identical updates between polls.
     pub(crate) last_ports: Mutex<Option<std::collections::BTreeMap<String, Vec<u32>>>>,
+    /// What the listening-port audit trigger changed on the machine; dropped (undone) when
+    /// the background loops stop.
+    pub(crate) audit_armed: Mutex<Option<crate::ports::audit::Armed>>,
     /// Ids identity-mapped by the profile's raw.idmap (all four of the spec unless the host
     /// cannot delegate them).
     pub(crate) identity_ids: Mutex<Vec<u32>>,
@@ -49,6 +52,7 @@ impl Daemon {
             background: Mutex::new(Vec::new()),
             ports_lock: tokio::sync::Mutex::new(()),
             last_ports: Mutex::new(None),
+            audit_armed: Mutex::new(None),
             identity_ids: Mutex::new(crate::profile::RAW_IDMAP_IDS.to_vec()),
             usb: std::sync::OnceLock::new(),
             last_lifecycle: Default::default(),
@@ -108,6 +112,13 @@ impl Daemon {
         for t in tasks {
             t.abort();
         }
+        // Audit rules and the enabled flag go back to how tremplin found them.
+        drop(
+            self.audit_armed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 }
 

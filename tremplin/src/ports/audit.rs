@@ -8,14 +8,16 @@
 //! Measured on this kernel (6.18): records reach the group with no daemon registered, but
 //! only while audit is enabled; then the kernel also prints each record to its log
 //! (rate-limited), as it does whenever no daemon is registered. So audit is enabled when it
-//! was off, and [`AuditTrigger`]'s drop restores everything it changed: the rules it added are
-//! deleted and the enabled flag is set back.
+//! was off, and dropping [`Armed`] restores everything arming changed: the rules it added are
+//! deleted and the enabled flag is set back (see [`super::audit_rules`] for several tremplins
+//! and killed ones).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+use super::audit_rules::{listen_rule, owner_alive, rule_owner, Owner};
 use super::netlink;
 
 const NETLINK_AUDIT: i32 = 9;
@@ -29,12 +31,6 @@ pub const AUDIT_SYSCALL: u16 = 1300;
 /// Multicast group bit of `AUDIT_NLGRP_READLOG` (group 1).
 const READLOG_GROUPS: u32 = 1;
 const AUDIT_STATUS_ENABLED: u32 = 1;
-const AUDIT_FILTER_EXIT: u32 = 0x04;
-const AUDIT_ALWAYS: u32 = 2;
-const AUDIT_ARCH_FIELD: u32 = 11;
-const AUDIT_EQUAL: u32 = 0x4000_0000;
-/// `sizeof(struct audit_rule_data)` without the string buffer.
-const RULE_LEN: usize = 12 + 4 * 64 * 4 + 4;
 
 /// (audit arch, listen syscall number) pairs the rules cover.
 #[cfg(target_arch = "x86_64")]
@@ -108,19 +104,6 @@ pub struct AuditSnapshot {
     pub pid: u32,
     /// Every rule as the kernel lists it (raw `audit_rule_data`).
     pub rules: Vec<Vec<u8>>,
-}
-
-/// `struct audit_rule_data` of "always,exit,arch=`arch`,syscall=`nr`".
-pub fn listen_rule(arch: u32, nr: u32) -> Vec<u8> {
-    let mut words = vec![0u32; RULE_LEN / 4];
-    words[0] = AUDIT_FILTER_EXIT;
-    words[1] = AUDIT_ALWAYS;
-    words[2] = 1; // field_count
-    words[3 + (nr / 32) as usize] |= 1 << (nr % 32); // mask
-    words[3 + 64] = AUDIT_ARCH_FIELD; // fields[0]
-    words[3 + 128] = arch; // values[0]
-    words[3 + 192] = AUDIT_EQUAL; // fieldflags[0]
-    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
 }
 
 /// Request/response over a unicast audit socket.
@@ -220,55 +203,82 @@ pub fn snapshot() -> Result<AuditSnapshot, AuditError> {
     Control::open()?.snapshot()
 }
 
-/// An armed trigger: the multicast reader plus what to undo on drop.
+/// The multicast reader of an armed trigger.
 pub struct AuditTrigger {
     records: AsyncFd<OwnedFd>,
-    control: Control,
-    added: Vec<Vec<u8>>,
-    restore_enabled: Option<u32>,
     buf: Vec<u8>,
 }
 
+/// The rules this tremplin added; dropping it deletes them and, when no other running
+/// tremplin still has rules, sets the enabled flag back to what it was before any tremplin.
+pub struct Armed {
+    control: Control,
+    added: Vec<Vec<u8>>,
+    enabled_before: u32,
+}
+
+/// Tells apart several triggers of one process (in-process tests).
+static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl AuditTrigger {
     /// Joins the multicast group, enables audit if it is off and adds the listen rules
-    /// ("rule exists" is fine: that rule is then not ours to delete).
-    pub fn arm() -> Result<AuditTrigger, AuditError> {
+    /// ("rule exists" is fine: that rule is then not ours to delete). Needs a tokio runtime.
+    pub fn arm() -> Result<(AuditTrigger, Armed), AuditError> {
         let records = netlink::open(NETLINK_AUDIT, READLOG_GROUPS, true)?;
+        // SAFETY: `records` is an open socket owned by the AsyncFd from here on; OwnedFd
+        // always returns that same descriptor and closes it only on drop.
+        let records = unsafe { AsyncFd::register(records) }.map_err(std::io::Error::from)?;
+        let trigger = AuditTrigger {
+            records,
+            buf: vec![0u8; 64 * 1024],
+        };
         let mut control = Control::open()?;
         let before = control.snapshot()?;
         if before.enabled == 2 {
             return Err(AuditError::Locked);
         }
-        // SAFETY: `records` is an open socket owned by the AsyncFd from here on; OwnedFd
-        // always returns that same descriptor and closes it only on drop.
-        let records = unsafe { AsyncFd::register(records) }.map_err(std::io::Error::from)?;
-        let mut trigger = AuditTrigger {
-            records,
+        // Rules of other tremplins: the earliest enabled flag is the machine's own; the rules
+        // of killed ones are removed.
+        let mut enabled_before = before.enabled;
+        for rule in &before.rules {
+            let Some(owner) = rule_owner(rule) else {
+                continue;
+            };
+            enabled_before = enabled_before.min(owner.enabled_before);
+            if !owner_alive(&owner) {
+                tracing::info!(
+                    "removing the audit rule of a tremplin that is gone ({})",
+                    owner.pid
+                );
+                let _ = control.ack(AUDIT_DEL_RULE, rule);
+            }
+        }
+        let owner = Owner {
+            pid: std::process::id(),
+            instance: INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            enabled_before,
+        };
+        let mut armed = Armed {
             control,
             added: Vec::new(),
-            restore_enabled: None,
-            buf: vec![0u8; 64 * 1024],
+            enabled_before,
         };
         if before.enabled == 0 {
-            trigger.control.set_enabled(1)?;
-            trigger.restore_enabled = Some(0);
+            armed.control.set_enabled(1)?;
         }
-        let mut covered = 0;
+        let key = owner.key();
         for &(arch, nr) in LISTEN_SYSCALLS {
-            let rule = listen_rule(arch, nr);
-            match trigger.control.ack(AUDIT_ADD_RULE, &rule) {
-                Ok(()) => {
-                    trigger.added.push(rule);
-                    covered += 1;
-                }
-                Err(AuditError::Kernel(e, _)) if e == -libc::EEXIST => covered += 1,
+            let rule = listen_rule(arch, nr, &key);
+            match armed.control.ack(AUDIT_ADD_RULE, &rule) {
+                Ok(()) => armed.added.push(rule),
                 Err(e) => tracing::debug!("audit rule arch={arch:#x} syscall={nr}: {e}"),
             }
         }
-        if covered == 0 {
+        if armed.added.is_empty() {
+            // `armed` drops here: audit goes back to how it was.
             return Err(AuditError::NoRule);
         }
-        Ok(trigger)
+        Ok((trigger, armed))
     }
 
     /// Waits for at least one successful `listen()` record, then drains what else is queued.
@@ -298,23 +308,30 @@ impl AuditTrigger {
             }
         }
     }
-
-    /// The multicast socket (tests and the benchmark read records of their own with it).
-    pub fn raw_fd(&self) -> i32 {
-        self.records.get_ref().as_raw_fd()
-    }
 }
 
-impl Drop for AuditTrigger {
+impl Drop for Armed {
     fn drop(&mut self) {
         for rule in std::mem::take(&mut self.added) {
             if let Err(e) = self.control.ack(AUDIT_DEL_RULE, &rule) {
                 tracing::warn!("cannot delete tremplin's audit rule: {e}");
             }
         }
-        if let Some(enabled) = self.restore_enabled.take() {
-            if let Err(e) = self.control.set_enabled(enabled) {
-                tracing::warn!("cannot restore audit enabled={enabled}: {e}");
+        let now = match self.control.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot read the audit status to restore it: {e}");
+                return;
+            }
+        };
+        let others = now
+            .rules
+            .iter()
+            .filter_map(|r| rule_owner(r))
+            .any(|o| owner_alive(&o));
+        if !others && now.enabled != self.enabled_before {
+            if let Err(e) = self.control.set_enabled(self.enabled_before) {
+                tracing::warn!("cannot restore audit enabled={}: {e}", self.enabled_before);
             }
         }
     }
@@ -363,26 +380,20 @@ mod tests {
         assert_eq!(parse_syscall_record(""), None);
     }
 
-    #[test]
-    fn rule_layout_matches_audit_rule_data() {
-        let rule = listen_rule(0xC000_003E, 50);
-        assert_eq!(rule.len(), 1040);
-        let w = |i: usize| u32::from_ne_bytes(rule[i * 4..i * 4 + 4].try_into().expect("4"));
-        assert_eq!((w(0), w(1), w(2)), (AUDIT_FILTER_EXIT, AUDIT_ALWAYS, 1));
-        assert_eq!(w(3 + 1), 1 << 18); // bit 50 in mask[1]
-        assert_eq!((w(67), w(131), w(195)), (11, 0xC000_003E, AUDIT_EQUAL));
-        assert_eq!(w(259), 0); // buflen
-    }
-
     /// Real kernel (root): a listen() of a thread born after arming wakes the trigger, and
     /// dropping the trigger leaves the audit status and rules as they were.
+    /// The machine's audit state is one: its tests run one at a time.
+    static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn arm_sees_a_listen_and_drop_restores_the_machine() {
+        let _machine = MACHINE.lock().await;
         let before = snapshot().expect("audit snapshot");
-        let mut trigger = AuditTrigger::arm().expect("arm");
-        let armed = snapshot().expect("snapshot");
-        assert_ne!(armed.enabled, 0);
-        assert!(armed.rules.len() > before.rules.len() || !trigger.added.is_empty());
+        let (mut trigger, armed) = AuditTrigger::arm().expect("arm");
+        let now = snapshot().expect("snapshot");
+        assert_ne!(now.enabled, 0);
+        assert_eq!(now.rules.len(), before.rules.len() + armed.added.len());
+        assert!(!armed.added.is_empty());
         let listener = std::thread::spawn(|| std::net::TcpListener::bind("127.0.0.1:0"))
             .join()
             .expect("thread")
@@ -392,7 +403,33 @@ mod tests {
             .expect("listen record within 2 s")
             .expect("trigger");
         drop(listener);
+        drop(armed);
         drop(trigger);
+        assert_eq!(snapshot().expect("snapshot"), before);
+    }
+
+    /// Real kernel (root): the rule of a tremplin that was killed (its pid gone) is removed by
+    /// the next one, which then restores the enabled flag that killed one recorded.
+    #[tokio::test]
+    async fn rules_of_a_killed_tremplin_are_removed_and_its_enabled_flag_restored() {
+        let _machine = MACHINE.lock().await;
+        let before = snapshot().expect("audit snapshot");
+        let mut control = Control::open().expect("control");
+        // A pid that does not exist: above the kernel's pid_max.
+        let dead = Owner {
+            pid: 4_194_305,
+            instance: 0,
+            enabled_before: before.enabled,
+        };
+        let (arch, nr) = LISTEN_SYSCALLS[0];
+        let stale = listen_rule(arch, nr, &dead.key());
+        control.ack(AUDIT_ADD_RULE, &stale).expect("add stale rule");
+        control.set_enabled(1).expect("enable");
+        let (_trigger, armed) = AuditTrigger::arm().expect("arm");
+        let now = snapshot().expect("snapshot");
+        assert!(!now.rules.contains(&stale), "stale rule removed");
+        assert_eq!(armed.enabled_before, before.enabled);
+        drop(armed);
         assert_eq!(snapshot().expect("snapshot"), before);
     }
 }

@@ -12,6 +12,7 @@
 //! An update is sent when the set changed, and always at the 60 s resend.
 
 pub mod audit;
+pub mod audit_rules;
 pub mod netlink;
 pub mod sock_diag;
 
@@ -60,6 +61,11 @@ pub fn ports_of_pid(pid: i64) -> Result<Vec<u32>, String> {
     Ok(listening_ports(&sockets))
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoning only means a panic elsewhere; an Option of a guard is always valid.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What wakes the reporter besides the 60 s resend.
 enum Trigger {
     Audit(audit::AuditTrigger),
@@ -67,7 +73,13 @@ enum Trigger {
 }
 
 impl Trigger {
-    fn start(use_audit: bool, poll: Duration) -> Trigger {
+    /// Arms the audit trigger; what it changed on the machine is kept in `armed` (the daemon's,
+    /// so that stopping tremplin undoes it at once).
+    fn start(
+        use_audit: bool,
+        poll: Duration,
+        armed: &std::sync::Mutex<Option<audit::Armed>>,
+    ) -> Trigger {
         if !use_audit {
             tracing::info!(
                 "listening ports: audit trigger disabled by flag; polling every {}s",
@@ -75,8 +87,12 @@ impl Trigger {
             );
             return Trigger::Poll(poll);
         }
+        // An earlier arming (LXD started again) is undone first, so that its restore cannot
+        // later undo this one.
+        drop(lock(armed).take());
         match audit::AuditTrigger::arm() {
-            Ok(t) => {
+            Ok((t, a)) => {
+                *lock(armed) = Some(a);
                 tracing::info!("listening ports: audit trigger armed (listen() rule)");
                 Trigger::Audit(t)
             }
@@ -91,7 +107,12 @@ impl Trigger {
     }
 
     /// Returns when an update is due: a listen() record, the poll, or `deadline`.
-    async fn wait(&mut self, deadline: Instant, poll: Duration) {
+    async fn wait(
+        &mut self,
+        deadline: Instant,
+        poll: Duration,
+        armed: &std::sync::Mutex<Option<audit::Armed>>,
+    ) {
         match self {
             Trigger::Audit(t) => {
                 tokio::select! {
@@ -100,8 +121,9 @@ impl Trigger {
                             "listening ports: audit trigger stopped ({e}); polling every {}s instead",
                             poll.as_secs()
                         );
-                        // Dropping the trigger removes its rule and restores audit.
                         *self = Trigger::Poll(poll);
+                        // Removes the rules and restores audit.
+                        drop(lock(armed).take());
                     },
                     _ = tokio::time::sleep_until(deadline) => {}
                 }
@@ -178,11 +200,13 @@ impl Daemon {
 
     pub(crate) async fn ports_loop(&self) {
         let poll = self.config.ports_poll;
-        let mut trigger = Trigger::start(self.config.ports_audit, poll);
+        let mut trigger = Trigger::start(self.config.ports_audit, poll, &self.audit_armed);
         self.update_ports(true).await;
         let mut last_sent = Instant::now();
         loop {
-            trigger.wait(last_sent + RESEND, poll).await;
+            trigger
+                .wait(last_sent + RESEND, poll, &self.audit_armed)
+                .await;
             let force = last_sent.elapsed() >= RESEND;
             if force {
                 last_sent = Instant::now();
