@@ -27,6 +27,18 @@ pub fn rows(dir: &StateDir) -> anyhow::Result<Vec<Row>> {
     for vm in status.as_array().into_iter().flatten() {
         let vm_name = text(vm, "vm").unwrap_or_default();
         let containers = vm.get("containers").and_then(Value::as_array);
+        if containers.is_none_or(|c| c.is_empty()) {
+            // A VM without containers still gets its row.
+            rows.push(Row {
+                vm: vm_name.clone(),
+                container: String::new(),
+                state: String::new(),
+                ipv4: None,
+                username: String::new(),
+                garcon_endpoint: None,
+                app_list_time: None,
+            });
+        }
         for c in containers.into_iter().flatten() {
             let name = text(c, "name").unwrap_or_default();
             rows.push(Row {
@@ -55,14 +67,10 @@ pub fn run(state_dir: Option<&StateDir>, json: bool) -> anyhow::Result<()> {
         .map(|r| {
             [
                 r.vm.clone(),
-                r.container.clone(),
-                r.state.clone(),
+                dash(&r.container),
+                dash(&r.state),
                 r.ipv4.clone().unwrap_or_else(|| "-".into()),
-                if r.username.is_empty() {
-                    "-".into()
-                } else {
-                    r.username.clone()
-                },
+                dash(&r.username),
                 r.garcon_endpoint.clone().unwrap_or_else(|| "-".into()),
                 r.app_list_time.map_or_else(|| "-".into(), utc),
             ]
@@ -96,6 +104,14 @@ pub fn run(state_dir: Option<&StateDir>, json: bool) -> anyhow::Result<()> {
         println!("(no VM or container recorded yet)");
     }
     Ok(())
+}
+
+fn dash(cell: &str) -> String {
+    if cell.is_empty() {
+        "-".into()
+    } else {
+        cell.to_string()
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (civil-from-days, proleptic Gregorian).
