@@ -298,12 +298,10 @@ cases! {
         |_| launch("../evil"), Expect::LaunchFailed("Desktop file does not exist")),
     // A leading '-' becomes a leading '/' in the hyphen variants: an absolute path, which
     // Path::join lets replace the applications dir.
-    #[ignore = "issue 9 (new, found by this table): a desktop id with a leading '-' resolves to an absolute path outside the applications dirs"]
     launch_id_that_becomes_an_absolute_path => Case::new(
         |s| { s.app("outside/evil.desktop", "evil", GOOD); },
         |s| launch(&s.path("outside/evil").display().to_string().replace('/', "-")),
         Expect::LaunchFailed("Desktop file does not exist")),
-    #[ignore = "issue 9 (new, found by this table): a desktop id with a leading '-' resolves to an absolute path outside the applications dirs"]
     icon_id_that_becomes_an_absolute_path => Case::new(
         |s| {
             s.app("outside/evil.desktop", "evil", GOOD);

@@ -36,6 +36,11 @@ pub fn find_file_for_desktop_id(id: &str, application_dirs: &[PathBuf]) -> Optio
     }
     let hyphens: Vec<usize> = id.match_indices('-').map(|(i, _)| i).collect();
     let exists = |dir: &PathBuf, name: &str| {
+        // A hyphen turned into a slash must not make an empty, `.` or `..` component: a leading
+        // `/` would make `join` replace the applications dir (`-tmp-x` → `/tmp/x.desktop`).
+        if !is_plain_relative(name) {
+            return None;
+        }
         let candidate = dir.join(format!("{name}.desktop"));
         // `Path::exists` follows symlinks: dangling links and loops count as absent.
         candidate.exists().then_some(candidate)
@@ -58,6 +63,12 @@ pub fn find_file_for_desktop_id(id: &str, application_dirs: &[PathBuf]) -> Optio
         let name = String::from_utf8_lossy(&name);
         application_dirs.iter().find_map(|dir| exists(dir, &name))
     })
+}
+
+/// True when every `/`-separated component of `name` is a real name (not empty, `.` or `..`).
+fn is_plain_relative(name: &str) -> bool {
+    name.split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 #[cfg(test)]
@@ -187,5 +198,24 @@ mod tests {
         for id in ["", "..-evil", "../evil", "a\0b"] {
             assert_eq!(find_file_for_desktop_id(id, &dirs), None, "{id:?}");
         }
+    }
+
+    #[test]
+    fn hyphens_never_make_an_absolute_or_empty_component() {
+        let t = tempfile::tempdir().unwrap();
+        let apps = t.path().join("share/applications");
+        let outside = t.path().join("outside");
+        touch(&outside.join("evil.desktop"));
+        // `-<tempdir>-outside-evil` would become `/<tempdir>/outside/evil` with every hyphen a slash.
+        let absolute_id = format!("{}-outside-evil", t.path().display()).replace('/', "-");
+        touch(&apps.join("a/b.desktop"));
+        let dirs = [apps.clone()];
+        for id in [absolute_id.as_str(), "a--b", "a-b-", "a-.-b"] {
+            assert_eq!(find_file_for_desktop_id(id, &dirs), None, "{id:?}");
+        }
+        assert_eq!(
+            find_file_for_desktop_id("a-b", &dirs),
+            Some(apps.join("a/b.desktop"))
+        );
     }
 }
