@@ -171,7 +171,10 @@ mod tests {
         std::os::unix::fs::symlink(&host, root.join("tmp/t/hostlink")).expect("ln");
         remove(&root, "/tmp/t").expect("remove tree");
         assert!(!root.join("tmp/t").exists());
-        assert!(host.join("passwd").exists(), "followed a link while removing");
+        assert!(
+            host.join("passwd").exists(),
+            "followed a link while removing"
+        );
         assert_eq!(split_last("/"), None);
         assert_eq!(split_last("/a/b/"), Some(("/a", "b")));
     }
