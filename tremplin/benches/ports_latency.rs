@@ -103,6 +103,19 @@ async fn unlisten(h: &Harness, name: &str, port: u16) {
     h.exec(name, &argv).await;
 }
 
+/// Polls `systemctl is-system-running` (no `--wait`: one exec must not outlast the client's
+/// timeout on a loaded machine) until systemd finished booting.
+async fn wait_booted(h: &Harness, name: &str) {
+    let req = crostini_lxd::ExecRequest::new(&["systemctl", "is-system-running"]);
+    let done = eventually(Duration::from_secs(300), || async {
+        let out = h.lxd.exec(name, &req).await.ok()?;
+        let state = out.stdout_str();
+        (state.starts_with("running") || state.starts_with("degraded")).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "{name} did not finish booting");
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let env = |k: &str, d: u64| {
@@ -120,7 +133,7 @@ async fn main() {
     force_delete(&h.lxd, &name).await;
     h.create(&name, &server).await;
     h.start_container(&name, "bench-token").await;
-    h.wait_for_boot(&name).await;
+    wait_booted(&h, &name).await;
     let observer = audit_observer();
 
     let mut latencies = Vec::new();

@@ -40,6 +40,19 @@ async fn unlisten(h: &Harness, name: &str, port: u16) {
         .await;
 }
 
+/// Polls `systemctl is-system-running` (no `--wait`: one exec must not outlast the client's
+/// timeout on a loaded machine) until systemd finished booting.
+async fn wait_booted(h: &Harness, name: &str) {
+    let req = crostini_lxd::ExecRequest::new(&["systemctl", "is-system-running"]);
+    let done = eventually(Duration::from_secs(300), || async {
+        let out = h.lxd.exec(name, &req).await.ok()?;
+        let state = out.stdout_str();
+        (state.starts_with("running") || state.starts_with("degraded")).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "{name} did not finish booting");
+}
+
 fn ports_of(p: &Payload, name: &str) -> Option<Vec<u32>> {
     match p {
         Payload::UpdateListeningPorts(info) => info
@@ -61,7 +74,7 @@ async fn container_listener_reported_within_2s_and_removed_and_audit_restored() 
     force_delete(&h.lxd, &name).await;
     h.create(&name, &server).await;
     h.start_container(&name, "ports-token").await;
-    h.wait_for_boot(&name).await;
+    wait_booted(&h, &name).await;
     let armed = audit::snapshot().expect("audit snapshot");
     assert_ne!(armed.enabled, 0, "tremplin armed the audit trigger");
 
