@@ -213,4 +213,18 @@ mod tests {
         assert!(err.contains("stopped"), "{err}");
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
+
+    /// Found by fuzz/icon_svg (a libFuzzer timeout in-process at 32 px): `radius="8"` is within
+    /// MAX_MORPHOLOGY_RADIUS in user units, but the 1x1 viewBox scales it to a 256 px radius
+    /// over a 10x80-unit rect, so the in-process pre-check lets it through and one render ran past
+    /// libFuzzer's 10 s timeout. The daemon's budgeted child must stop it.
+    #[test]
+    fn fuzz_found_scaled_morphology_is_stopped_within_the_budget() {
+        let svg = br#"<svg xlins="http://www.w1.org/20/00svg" viewBox="0 00 01 1"><defs><filter id="f"><feGaussianvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvBlur stdDeviation="0"/><feMorphology radius="8"/><feTurbulence numOctaves="1" baseFrequency="0.standalone1"/></filter></defs><rect width="10" height="80" fill="red" filter="url(#f)"/></svg>"#;
+        let started = Instant::now();
+        let err = render_svg_isolated(svg, 32, &SVG_BUDGET).unwrap_err();
+        let took = started.elapsed();
+        assert!(err.contains("stopped"), "{err}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
 }
