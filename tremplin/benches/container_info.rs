@@ -279,8 +279,14 @@ async fn main() {
     let lxd = crostini_lxd::Client::new(&socket);
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("tpl-{}-bench-info", std::process::id());
+    eprintln!("container_info: creating and starting container {name}");
     make_container(&lxd, &name).await;
+    eprintln!(
+        "container_info: starting tremplin, StartLxd (log in {})",
+        dir.path().display()
+    );
     let mut tremplin = TremplinProcess::start(dir.path(), &socket).await;
+    eprintln!("container_info: measuring");
     bench_info(&mut tremplin, &socket, &name, rounds).await;
     bench_client(&socket, &name, rounds).await;
     drop(tremplin);
