@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use crostini_host::events::Payload;
 use tremplin::ports::audit;
+use tremplin::ports::audit_rules::rule_owner;
 
 const MIN: Duration = Duration::from_secs(60);
 const TWO_S: Duration = Duration::from_secs(2);
@@ -53,6 +54,22 @@ async fn wait_booted(h: &Harness, name: &str) {
     assert!(done.is_some(), "{name} did not finish booting");
 }
 
+/// Rules added by this process's tremplin.
+fn own_rules(s: &audit::AuditSnapshot) -> usize {
+    s.rules
+        .iter()
+        .filter_map(|r| rule_owner(r))
+        .filter(|o| o.pid == std::process::id())
+        .count()
+}
+
+fn other_tremplins(s: &audit::AuditSnapshot) -> bool {
+    s.rules
+        .iter()
+        .filter_map(|r| rule_owner(r))
+        .any(|o| o.pid != std::process::id())
+}
+
 fn ports_of(p: &Payload, name: &str) -> Option<Vec<u32>> {
     match p {
         Payload::UpdateListeningPorts(info) => info
@@ -77,6 +94,10 @@ async fn container_listener_reported_within_2s_and_removed_and_audit_restored() 
     wait_booted(&h, &name).await;
     let armed = audit::snapshot().expect("audit snapshot");
     assert_ne!(armed.enabled, 0, "tremplin armed the audit trigger");
+    assert!(
+        own_rules(&armed) > 0,
+        "tremplin's own listen rules are in place"
+    );
 
     // A listener: reported within 2 s of the request that opens it.
     let from = h.host.state.events.next_seq();
@@ -122,9 +143,18 @@ async fn container_listener_reported_within_2s_and_removed_and_audit_restored() 
     eprintln!("listener reported {first:?} after the exec request");
 
     h.finish().await;
+    let after = audit::snapshot().expect("audit snapshot");
     assert_eq!(
-        audit::snapshot().expect("audit snapshot"),
-        audit_before,
-        "tremplin left the audit status/rules changed"
+        own_rules(&after),
+        0,
+        "tremplin left its audit rules: {after:?}"
     );
+    // Other tremplins on the machine (other test runs) may arm or restore meanwhile; without
+    // them, the machine's audit state is exactly as before.
+    if !other_tremplins(&audit_before) && !other_tremplins(&after) {
+        assert_eq!(
+            after, audit_before,
+            "tremplin left the audit status/rules changed"
+        );
+    }
 }
