@@ -42,11 +42,12 @@ async fn skip_reason(socket: &Path) -> Option<String> {
     if !nix::unistd::getuid().is_root() {
         return Some("not root (tremplin and the tests' LXD need root)".into());
     }
-    let probe = crostini_lxd::Client::new(socket).with_timeout(Duration::from_secs(5));
+    let probe = crostini_lxd::Client::new(socket).with_timeout(Duration::from_secs(30));
     match probe.server().await {
         Ok(_) => None,
         Err(e) => Some(format!(
-            "the tests' LXD is not running ({e}); start it with tests/lxd/ensure-lxd.sh --tests"
+            "the tests' LXD is not running or does not answer ({e}); start it with \
+             tests/lxd/ensure-lxd.sh --tests"
         )),
     }
 }
