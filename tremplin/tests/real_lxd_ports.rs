@@ -131,7 +131,8 @@ async fn container_listener_reported_within_2s_and_removed_and_audit_restored() 
         "closed listener still reported: {ports:?}"
     );
 
-    // Closed with nothing else happening: gone at the 60 s resend.
+    // Closed with nothing else happening in the container: gone at the next update (a listen()
+    // anywhere on the machine, or at the latest the 60 s resend).
     unlisten(&h, &name, 8126).await;
     let from = h.host.state.events.next_seq();
     h.wait_from(
