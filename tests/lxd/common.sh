@@ -113,6 +113,22 @@ take_lock() {
 	flock -w "$wait" "$LOCK_FD" || die "timed out after ${wait}s waiting for lock $RUN_DIR/$name.lock (another harness script running?)"
 }
 
+# True when process $1 is an lxd daemon, not a process that only shares its name: liblxc's
+# `[lxc monitor] <LXD_DIR>/containers <name>` (forked from the daemon, outliving it when it dies,
+# with comm `lxd` and the daemon's environment) or the daemon's `lxd fork*`/`callhook` children.
+is_lxd_daemon_process() {
+	local argv0 args
+	argv0=$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | head -n 1) || return 1
+	case "$argv0" in
+	"[lxc"*) return 1 ;;
+	esac
+	args=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | cut -d' ' -f2-)
+	case " $args" in
+	*" fork"* | *" callhook"* | *" waitready"* | *" shutdown"* | *" init"* | *" activateifneeded"*) return 1 ;;
+	esac
+	return 0
+}
+
 # Prints the PIDs of running lxd daemons (the `lxd` binary, not lxc/forkexec children) whose
 # LXD_DIR is $LXD_DIR (so the machine's daemon and the tests' daemon never stand in for each other).
 lxd_daemon_pids() {
@@ -120,13 +136,7 @@ lxd_daemon_pids() {
 	want=$(readlink -m "$LXD_DIR")
 	for pid in $(pgrep -x lxd 2>/dev/null); do
 		exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
-		# The daemon re-executes itself for `lxd forkstart` etc.; only the one without a sub-command
-		# (or with only flags) is the daemon.
-		local args
-		args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -d' ' -f2-)
-		case " $args" in
-		*" fork"* | *" callhook"* | *" waitready"* | *" shutdown"* | *" init"* | *" activateifneeded"*) continue ;;
-		esac
+		is_lxd_daemon_process "$pid" || continue
 		if [ -n "$exe" ] && [ "$(pid_lxd_dir "$pid")" = "$want" ]; then echo "$pid"; fi
 	done
 	return 0
@@ -144,6 +154,7 @@ harness_lxd_pid() {
 	pid=$(cat "$LXD_PIDFILE" 2>/dev/null) || return 1
 	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
 	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = lxd ] || return 1
+	is_lxd_daemon_process "$pid" || return 1
 	[ "$(pid_lxd_dir "$pid")" = "$(readlink -m "$LXD_DIR")" ] || return 1
 	echo "$pid"
 }
