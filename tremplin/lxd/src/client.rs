@@ -1,19 +1,16 @@
 //! The HTTP-over-Unix-socket core: connection, envelope decoding, error mapping.
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
@@ -35,32 +32,14 @@ pub const DEFAULT_LXD_DIR: &str = "/var/lib/lxd";
 /// Request body type used on the wire.
 pub(crate) type Body = BoxBody<Bytes, io::Error>;
 
-/// Idle connections kept open per client (and its clones) for the next requests.
-const MAX_IDLE_CONNECTIONS: usize = 4;
-
-/// An idle connection older than this is closed instead of reused (checked when a request
-/// looks for one: no timer task, so an idle client never wakes up).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Client of one LXD daemon, reached over its Unix socket.
 ///
-/// Cheap to clone; clones share one pool of keep-alive HTTP/1.1 connections (hyperlocal's
-/// connector under hyper-util's pooled client), so a request reuses an idle connection
-/// instead of connecting. Event websockets get their own connection each.
+/// Cheap to clone; every request opens its own connection (LXD handles many).
 #[derive(Clone, Debug)]
 pub struct Client {
-    transport: Arc<Transport>,
+    socket: PathBuf,
     timeout: Duration,
     liveness: Liveness,
-}
-
-/// What clones of a client share: the socket and the connection pool.
-#[derive(Debug)]
-struct Transport {
-    socket: PathBuf,
-    /// `unix://<hex of the socket path>:0`, the authority hyperlocal's connector decodes.
-    base: String,
-    http: HttpClient<UnixConnector, Body>,
 }
 
 /// LXD's response envelope.
@@ -127,19 +106,8 @@ pub(crate) fn what(method: &Method, path: &str) -> String {
 impl Client {
     /// Client for the LXD socket at `socket_path` with the default 30 s request timeout.
     pub fn new(socket_path: impl Into<PathBuf>) -> Self {
-        let socket = socket_path.into();
-        let mut base = String::from("unix://");
-        for b in socket.as_os_str().as_encoded_bytes() {
-            // Writing to a String cannot fail.
-            let _ = write!(base, "{b:02x}");
-        }
-        base.push_str(":0");
-        let http = HttpClient::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .build(UnixConnector);
         Client {
-            transport: Arc::new(Transport { socket, base, http }),
+            socket: socket_path.into(),
             timeout: DEFAULT_TIMEOUT,
             liveness: Liveness::default(),
         }
@@ -169,7 +137,7 @@ impl Client {
 
     /// The socket this client connects to.
     pub fn socket_path(&self) -> &Path {
-        &self.transport.socket
+        &self.socket
     }
 
     /// The per-request timeout.
@@ -179,8 +147,7 @@ impl Client {
 
     /// Connects a fresh Unix stream (used for HTTP and for websockets).
     pub(crate) async fn connect_stream(&self, what: &str) -> Result<UnixStream> {
-        match tokio::time::timeout(self.timeout, UnixStream::connect(&self.transport.socket)).await
-        {
+        match tokio::time::timeout(self.timeout, UnixStream::connect(&self.socket)).await {
             Err(_) => Err(LxdError::timeout(
                 format!("connecting for {what}"),
                 self.timeout,
@@ -189,25 +156,34 @@ impl Client {
             Ok(Err(e)) => Err(match e.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     LxdError::NotRunning {
-                        socket: self.transport.socket.clone(),
+                        socket: self.socket.clone(),
                         what: what.to_string(),
                         source: e,
                     }
                 }
                 _ => LxdError::io(
-                    format!(
-                        "connecting to {} for {what}",
-                        self.transport.socket.display()
-                    ),
+                    format!("connecting to {} for {what}", self.socket.display()),
                     e,
                 ),
             }),
         }
     }
 
-    /// Sends one request (on an idle pooled connection, or a new one) and returns the response
-    /// head with a streaming body. No timeout here: callers wrap it. A response body read to
-    /// its end hands the connection back to the pool; a body dropped early closes it.
+    async fn connect_http(&self, what: &str) -> Result<SendRequest<Body>> {
+        let stream = self.connect_stream(what).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| LxdError::protocol(what, format!("HTTP handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("LXD connection ended with error: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends one request and returns the response head with a streaming body.
+    /// No timeout here: callers wrap it.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -216,12 +192,10 @@ impl Client {
         body: Body,
     ) -> Result<http::Response<Incoming>> {
         let w = what(&method, path);
-        let uri: Uri = format!("{}{path}", self.transport.base)
-            .parse()
-            .map_err(|e| LxdError::protocol(&w, format!("bad request path: {e}")))?;
+        let mut sender = self.connect_http(&w).await?;
         let mut builder = Request::builder()
             .method(method)
-            .uri(uri)
+            .uri(path)
             .header(http::header::HOST, "lxd");
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
@@ -231,50 +205,16 @@ impl Client {
         let req = builder
             .body(body)
             .map_err(|e| LxdError::protocol(&w, format!("building request: {e}")))?;
-        self.transport
-            .http
-            .request(req)
-            .await
-            .map_err(|e| self.send_error(&e, &w))
-    }
-
-    /// Maps an error of the pooled client: connecting (LXD not running, or I/O), the
-    /// connection going away mid-exchange, or anything else as a protocol error.
-    fn send_error(&self, e: &hyper_util::client::legacy::Error, what: &str) -> LxdError {
-        let io_source = source_of::<io::Error>(e);
-        if e.is_connect() {
-            let source = match io_source {
-                Some(io) => io::Error::new(io.kind(), io.to_string()),
-                None => io::Error::other(error_chain(e)),
-            };
-            let kind = source.kind();
-            return match kind {
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                    LxdError::NotRunning {
-                        socket: self.transport.socket.clone(),
-                        what: what.to_string(),
-                        source,
-                    }
-                }
-                _ => LxdError::io(
-                    format!(
-                        "connecting to {} for {what}",
-                        self.transport.socket.display()
-                    ),
-                    source,
-                ),
-            };
-        }
-        let aborted = source_of::<hyper::Error>(e)
-            .is_some_and(|h| h.is_canceled() || h.is_closed() || h.is_incomplete_message());
-        if aborted {
-            LxdError::io(
-                what,
-                io::Error::new(io::ErrorKind::ConnectionAborted, error_chain(e)),
-            )
-        } else {
-            LxdError::protocol(what, error_chain(e))
-        }
+        sender.send_request(req).await.map_err(|e| {
+            if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+                LxdError::io(
+                    &w,
+                    io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string()),
+                )
+            } else {
+                LxdError::protocol(&w, e.to_string())
+            }
+        })
     }
 
     /// Sends a request and reads the whole body, all within `timeout`.
@@ -372,31 +312,6 @@ impl Client {
             .await?;
         operation_from_envelope(env, &w)
     }
-}
-
-/// The first error of type `E` in `e`'s source chain.
-fn source_of<'a, E: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut next = e.source();
-    while let Some(cur) = next {
-        if let Some(found) = cur.downcast_ref::<E>() {
-            return Some(found);
-        }
-        next = cur.source();
-    }
-    None
-}
-
-/// `e` and its sources joined by ": " (the pooled client's own message is only its kind).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cur) = next {
-        let _ = write!(out, ": {cur}");
-        next = cur.source();
-    }
-    out
 }
 
 /// Reads a whole response into memory, refusing a body over `limit` bytes: a declared
