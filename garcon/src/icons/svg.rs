@@ -227,4 +227,14 @@ mod tests {
         assert!(err.contains("stopped"), "{err}");
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
+
+    /// Found by fuzz/icon_svg: a filter region with a huge height makes resvg 0.49 panic
+    /// (tiny-skia `to_int_rect` unwraps None). The daemon renders in the budgeted child, so the
+    /// panic costs one icon, never the daemon.
+    #[test]
+    fn fuzz_found_filter_region_panic_stays_in_the_child() {
+        let svg = b"<svg xmlns=\x22http://www.w3.org/2000/svg\x22 viewBox=\x220 0 10 10\x22><defs><filter id=\x22f\x22><feGa8snBlur seviation=\x221\x22/>orphology radius=\x221\x22/><feTurbulence dth=\x2210\x22 height=\x2200000000000000000000000000000000000000000000000000000000000006148914691236517201\x22 fitaves=\x222\x22 baseFrequency=\x220.1\x22/></filter></defs><rect width=\x2210\x22 height=\x2210\x22 fill=\x22red\x22 filter=\x22url(#f)\x22/></svg>";
+        let err = render_svg_isolated(svg, 32, &SVG_BUDGET).unwrap_err();
+        assert!(err.contains("panicked"), "{err}");
+    }
 }
