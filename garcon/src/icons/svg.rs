@@ -36,6 +36,9 @@ pub const MAX_FILTER_PRIMITIVES: usize = 32;
 pub const MAX_TURBULENCE_OCTAVES: u32 = 10;
 /// Largest `feMorphology` radius (user units; resvg's morphology is `O(r^2)` per pixel).
 pub const MAX_MORPHOLOGY_RADIUS: f32 = 32.0;
+/// Largest filter region (and primitive subregion) side, in user units. resvg 0.49 panics when a
+/// region scaled to pixels overflows an integer rect; no real icon comes near this.
+pub const MAX_FILTER_REGION: f32 = 1.0e6;
 /// Largest raster width/height embedded in an SVG (same as raster icon sources).
 pub const MAX_EMBEDDED_DIMENSION: u32 = super::render::MAX_SOURCE_DIMENSION;
 /// The budget of one isolated SVG render (see the module comment).
@@ -82,6 +85,14 @@ pub fn check_complexity(tree: &usvg::Tree) -> Result<(), String> {
         if primitives > MAX_FILTER_PRIMITIVES {
             return Err(format!(
                 "more than {MAX_FILTER_PRIMITIVES} filter primitives"
+            ));
+        }
+        let too_large = |r: usvg::NonZeroRect| {
+            !(r.width() <= MAX_FILTER_REGION && r.height() <= MAX_FILTER_REGION)
+        };
+        if too_large(filter.rect()) || filter.primitives().iter().any(|p| too_large(p.rect())) {
+            return Err(format!(
+                "filter region larger than {MAX_FILTER_REGION} units"
             ));
         }
         for primitive in filter.primitives() {
@@ -228,13 +239,15 @@ mod tests {
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
 
-    /// Found by fuzz/icon_svg: a filter region with a huge height makes resvg 0.49 panic
-    /// (tiny-skia `to_int_rect` unwraps None). The daemon renders in the budgeted child, so the
-    /// panic costs one icon, never the daemon.
+    /// Found by fuzz/icon_svg: a filter region with a huge height made resvg 0.49 panic
+    /// (tiny-skia `to_int_rect` unwraps None). The pre-check refuses it; had it not, the budgeted
+    /// child would have reported the panic.
     #[test]
     fn fuzz_found_filter_region_panic_stays_in_the_child() {
         let svg = b"<svg xmlns=\x22http://www.w3.org/2000/svg\x22 viewBox=\x220 0 10 10\x22><defs><filter id=\x22f\x22><feGa8snBlur seviation=\x221\x22/>orphology radius=\x221\x22/><feTurbulence dth=\x2210\x22 height=\x2200000000000000000000000000000000000000000000000000000000000006148914691236517201\x22 fitaves=\x222\x22 baseFrequency=\x220.1\x22/></filter></defs><rect width=\x2210\x22 height=\x2210\x22 fill=\x22red\x22 filter=\x22url(#f)\x22/></svg>";
+        let err = render_svg_png(svg, 32).unwrap_err();
+        assert!(err.contains("filter region"), "{err}");
         let err = render_svg_isolated(svg, 32, &SVG_BUDGET).unwrap_err();
-        assert!(err.contains("panicked"), "{err}");
+        assert!(err.contains("filter region"), "{err}");
     }
 }
