@@ -39,6 +39,9 @@ pub const MAX_MORPHOLOGY_RADIUS: f32 = 32.0;
 /// Largest filter region (and primitive subregion) side, in user units. resvg 0.49 panics when a
 /// region scaled to pixels overflows an integer rect; no real icon comes near this.
 pub const MAX_FILTER_REGION: f32 = 1.0e6;
+/// Largest blur standard deviation (feGaussianBlur, feDropShadow), in user units: resvg 0.49
+/// overflows an integer box size above about 1e9.
+pub const MAX_BLUR_STD_DEV: f32 = 1.0e4;
 /// Largest raster width/height embedded in an SVG (same as raster icon sources).
 pub const MAX_EMBEDDED_DIMENSION: u32 = super::render::MAX_SOURCE_DIMENSION;
 /// The budget of one isolated SVG render (see the module comment).
@@ -102,6 +105,18 @@ pub fn check_complexity(tree: &usvg::Tree) -> Result<(), String> {
                         "feTurbulence with {} octaves (limit {MAX_TURBULENCE_OCTAVES})",
                         t.num_octaves()
                     ));
+                }
+                Kind::GaussianBlur(b)
+                    if b.std_dev_x().get() > MAX_BLUR_STD_DEV
+                        || b.std_dev_y().get() > MAX_BLUR_STD_DEV =>
+                {
+                    return Err(format!("blur deviation above {MAX_BLUR_STD_DEV}"));
+                }
+                Kind::DropShadow(d)
+                    if d.std_dev_x().get() > MAX_BLUR_STD_DEV
+                        || d.std_dev_y().get() > MAX_BLUR_STD_DEV =>
+                {
+                    return Err(format!("blur deviation above {MAX_BLUR_STD_DEV}"));
                 }
                 Kind::Morphology(m)
                     if m.radius_x().get() > MAX_MORPHOLOGY_RADIUS
@@ -237,6 +252,14 @@ mod tests {
         let took = started.elapsed();
         assert!(err.contains("stopped"), "{err}");
         assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    /// Found by fuzz/icon_svg: a huge stdDeviation overflowed resvg 0.49's box blur.
+    #[test]
+    fn fuzz_found_huge_blur_deviation_is_refused() {
+        let svg = b"<svg xmlns=\x22http://www.w3.org/2000/svg\x22 viewBox=\x220 0 10 10\x22><defs><filter id=\x22f\x22><feGaussianBlur stdDeviation=\x2222222222222222222222222222222222222222222222222222222222222222222222222222222222222\x0d\x0d\x0d222222222222222222222222/1\x22/><nfeMorphology radius=\x221\x22/><feTurbulence numOctaves=\x222\x22 baweFrequency=\x220.1\x22/></filter></defs><rect width=\x2210\x22 height=\x2210\x22 fill=\x22red\x22 filter=\x22url(#f)\x22/></svg>";
+        let err = render_svg_png(svg, 32).unwrap_err();
+        assert!(err.contains("blur deviation"), "{err}");
     }
 
     /// Found by fuzz/icon_svg: a filter region with a huge height made resvg 0.49 panic
