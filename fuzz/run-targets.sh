@@ -9,6 +9,8 @@
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer: address (default) or none
 #   FUZZ_NICE        niceness of the fuzzing processes, default 19 (the machine may be shared)
 #   FUZZ_TARGET_DIR  cargo target directory, default fuzz/target
+#   FUZZ_BUILD_FLAGS extra `cargo fuzz build` flags, e.g. -O (no debug assertions or overflow
+#                    checks, as the daemons' release profile)
 #   FUZZ_BIN_DIR     run the fuzz binaries found there and skip the build
 #   FUZZ_WORK        where new corpus entries go, default a temporary directory (deleted);
 #                    the committed seeds in corpus/<target> are only read
@@ -41,7 +43,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 target_dir=${FUZZ_TARGET_DIR:-target}
 build_start=$(date +%s)
 if [ -z "${FUZZ_BIN_DIR:-}" ]; then
-    cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
+    # shellcheck disable=SC2086 # FUZZ_BUILD_FLAGS is a list of flags
+    cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir" ${FUZZ_BUILD_FLAGS:-}
 fi
 build_seconds=$(( $(date +%s) - build_start ))
 
